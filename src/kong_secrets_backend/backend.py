@@ -1,0 +1,91 @@
+"""``KongSecretsBackend``: the class Airflow loads from ``[secrets] backend``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from airflow.secrets import BaseSecretsBackend
+
+from kong_secrets_backend.config import BackendConfig, parse_backend_kwargs
+from kong_secrets_backend.errors import ConfigError, KongAuthError
+from kong_secrets_backend.masking import mask
+from kong_secrets_backend.resolver import Resolver
+from kong_secrets_backend.runtime import runtime_for
+
+log = logging.getLogger("kong_secrets_backend")
+
+T = TypeVar("T")
+
+
+class KongSecretsBackend(BaseSecretsBackend):
+    """Reads connections from Vault like Airflow's VaultBackend; a ``kong_auth`` block adds a fresh token.
+
+    The constructor only parses its kwargs (no network I/O: Airflow builds a backend in every process
+    at import time). A configuration mistake is logged at ERROR once here and again on each lookup,
+    which then returns nothing, rather than breaking every Airflow command.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self._config: BackendConfig | None = None
+        self._config_error: ConfigError | None = None
+        try:
+            self._config = parse_backend_kwargs(kwargs)
+        except ConfigError as exc:
+            self._config_error = exc
+            log.error("kong-secrets-backend: invalid backend_kwargs: %s", exc)
+        if self._config is not None and self._config.vault is not None:
+            mask(*self._config.vault.auth.secret_values())
+
+    def __repr__(self) -> str:
+        source = self._config.source if self._config else "misconfigured"
+        return f"KongSecretsBackend(source={source!r})"
+
+    @property
+    def resolver(self) -> Resolver:
+        if self._config is None:
+            raise self._config_error or ConfigError("backend is not configured")
+        return Resolver(runtime_for(self._config))
+
+    # -- Airflow's interface ----------------------------------------------------------------------
+
+    def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
+        return self._logged("connections", conn_id, team_name, lambda r: r.conn_value(conn_id, team_name))
+
+    def get_variable(self, key: str, team_name: str | None = None) -> str | None:
+        return self._logged("variables", key, team_name, lambda r: r.variable(key, team_name))
+
+    def get_config(self, key: str) -> str | None:
+        return self._logged("config", key, None, lambda r: r.config(key))
+
+    def _logged(self, kind: str, key: str, team_name: str | None, lookup: Callable[[Resolver], T]) -> T:
+        """Run a lookup; on failure log one ERROR naming the key, the path and the reason, then re-raise.
+
+        Airflow swallows a backend's exceptions at DEBUG and reports only "isn't defined", so this record
+        is the user's clue. It never holds a secret value: error messages name fields, not values.
+        """
+        try:
+            return lookup(self.resolver)
+        except KongAuthError as exc:
+            log.error(
+                "kong-secrets-backend: cannot resolve %s %r (path %s): %s [%s]",
+                _KIND_LABEL[kind],
+                key,
+                self._describe(kind, key, team_name),
+                exc,
+                exc.reason,
+            )
+            raise
+
+    def _describe(self, kind: str, key: str, team_name: str | None) -> str:
+        if self._config is None:
+            return "?"
+        try:
+            return runtime_for(self._config).source.describe(kind, key, team_name)  # type: ignore[arg-type]
+        except Exception:
+            return "?"
+
+
+_KIND_LABEL = {"connections": "conn_id", "variables": "variable", "config": "config key"}

@@ -1,0 +1,122 @@
+"""A bounded HTTP client for token endpoints: no redirects, a size cap, and the resolution deadline.
+
+Token endpoint responses are untrusted input: a peer that redirects, answers 10 MB or drips one byte
+a second must not leak a credential, exhaust memory or hang the task.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kong_secrets_backend.errors import DeadlineExceeded, TokenEndpointError
+
+if TYPE_CHECKING:
+    import requests
+
+    from kong_secrets_backend.deadline import Deadline
+
+MAX_RESPONSE_BYTES = 1024 * 1024
+CONNECT_TIMEOUT = 5.0
+USER_AGENT = "kong-secrets-backend"
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+
+
+class HttpTransport:
+    """One requests.Session per process (re-created after fork), TLS verification on by default."""
+
+    def __init__(self, *, verify: bool | str = True, max_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        self.verify = verify
+        self.max_bytes = max_bytes
+        self._session: requests.Session | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _get_session(self) -> requests.Session:
+        if self._session is None or self._pid != os.getpid():
+            with self._lock:
+                if self._session is None or self._pid != os.getpid():
+                    import requests
+
+                    session = requests.Session()
+                    session.trust_env = False  # no netrc credentials, no env proxies slipped in
+                    session.headers["User-Agent"] = USER_AGENT
+                    self._session, self._pid = session, os.getpid()
+        return self._session
+
+    def post_form(self, url: str, *, headers: Mapping[str, str], body: str, deadline: Deadline) -> HttpResponse:
+        import requests
+
+        session = self._get_session()
+        read_timeout = deadline.timeout(what="the token request")
+        try:
+            resp = session.post(
+                url,
+                data=body.encode(),
+                headers=dict(headers),
+                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                allow_redirects=False,
+                stream=True,
+                verify=self.verify,
+            )
+        except requests.Timeout as exc:
+            raise DeadlineExceeded(f"token endpoint did not answer within {read_timeout:.1f}s") from exc
+        except requests.RequestException as exc:
+            raise TokenEndpointError(
+                f"token endpoint unreachable: {type(exc).__name__}", reason="idp_unreachable"
+            ) from exc
+        with resp:
+            return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, deadline))
+
+    def _read_capped(self, resp: requests.Response, deadline: Deadline) -> bytes:
+        """Read at most max_bytes; a watchdog closes the socket when the deadline passes (slow drip)."""
+        import requests
+
+        length = resp.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_bytes:
+            raise TokenEndpointError(
+                f"token endpoint response of {int(length)} bytes exceeds the {self.max_bytes}-byte cap",
+                reason="idp_oversized",
+                status=resp.status_code,
+            )
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            resp.close()
+
+        watchdog = threading.Timer(max(0.0, deadline.remaining()), expire)
+        watchdog.daemon = True
+        watchdog.start()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in resp.iter_content(chunk_size=4096):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise TokenEndpointError(
+                        f"token endpoint response exceeds the {self.max_bytes}-byte cap",
+                        reason="idp_oversized",
+                        status=resp.status_code,
+                    )
+                chunks.append(chunk)
+        except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
+            if timed_out.is_set():
+                raise DeadlineExceeded("token endpoint response was still arriving at the deadline") from exc
+            raise TokenEndpointError(
+                f"token endpoint response broke off: {type(exc).__name__}", reason="idp_unreachable"
+            ) from exc
+        finally:
+            watchdog.cancel()
+        if timed_out.is_set():
+            raise DeadlineExceeded("token endpoint response was still arriving at the deadline")
+        return b"".join(chunks)

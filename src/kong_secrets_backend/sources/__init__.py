@@ -1,0 +1,45 @@
+"""Secret sources: where connection secrets and Kong credentials are read from.
+
+A source reads one secret by kind and key and returns its fields plus where it came from; it knows
+nothing of Kong. ``build_source`` picks the implementation lazily, so a Vault user never imports boto3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from kong_secrets_backend.config import BackendConfig
+    from kong_secrets_backend.deadline import Deadline
+
+SecretKind = Literal["connections", "variables", "config"]
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    """One secret's fields, the path it was read from, and its version when the source has one."""
+
+    data: dict[str, Any] = field(repr=False)
+    path: str
+    version: str | None = None
+
+
+class SecretSource(Protocol):
+    def describe(self, kind: SecretKind, key: str, team_name: str | None = None) -> str:
+        """The path (or paths) a key of this kind is looked up at, for messages."""
+
+    def read(self, kind: SecretKind, key: str, deadline: Deadline, team_name: str | None = None) -> SecretRecord | None:
+        """The secret for key, or None when no configured path holds it."""
+
+    def read_path(self, path: str, deadline: Deadline) -> SecretRecord | None:
+        """The secret at an absolute path of this source (used by ``credentials_path``)."""
+
+
+def build_source(config: BackendConfig) -> SecretSource:
+    if config.source == "vault":
+        from kong_secrets_backend.sources.vault import VaultSource
+
+        assert config.vault is not None
+        return VaultSource(config.vault)
+    raise ValueError(f"unknown source {config.source!r}")  # parse_backend_kwargs refuses it first
