@@ -6,13 +6,15 @@ a second must not leak a credential, exhaust memory or hang the task.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kong_secrets_backend.errors import DeadlineExceeded, TokenEndpointError
+from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, TokenEndpointError
 
 if TYPE_CHECKING:
     import requests
@@ -50,6 +52,7 @@ class HttpTransport:
                     session = requests.Session()
                     session.trust_env = False  # no netrc credentials, no env proxies slipped in
                     session.headers["User-Agent"] = USER_AGENT
+                    session.headers["Accept-Encoding"] = "identity"  # the size cap applies to what we read
                     self._session, self._pid = session, os.getpid()
         return self._session
 
@@ -78,9 +81,11 @@ class HttpTransport:
             return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, deadline))
 
     def _read_capped(self, resp: requests.Response, deadline: Deadline) -> bytes:
-        """Read at most max_bytes; a watchdog closes the socket when the deadline passes (slow drip)."""
-        import requests
+        """Read at most max_bytes before the deadline, whatever the peer does.
 
+        ``read1`` returns as soon as any bytes arrive, so the deadline is checked between reads; a
+        watchdog shuts the socket down at the deadline so that a blocked read cannot outlast it.
+        """
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_bytes:
             raise TokenEndpointError(
@@ -92,7 +97,7 @@ class HttpTransport:
 
         def expire() -> None:
             timed_out.set()
-            resp.close()
+            _shutdown(resp)
 
         watchdog = threading.Timer(max(0.0, deadline.remaining()), expire)
         watchdog.daemon = True
@@ -100,7 +105,10 @@ class HttpTransport:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in resp.iter_content(chunk_size=4096):
+            while True:
+                chunk = resp.raw.read1(65536)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise TokenEndpointError(
@@ -109,14 +117,29 @@ class HttpTransport:
                         status=resp.status_code,
                     )
                 chunks.append(chunk)
-        except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
-            if timed_out.is_set():
-                raise DeadlineExceeded("token endpoint response was still arriving at the deadline") from exc
-            raise TokenEndpointError(
-                f"token endpoint response broke off: {type(exc).__name__}", reason="idp_unreachable"
-            ) from exc
+                if deadline.expired():
+                    timed_out.set()
+                    break
+        except KongAuthError:
+            raise
+        except Exception as exc:  # urllib3 / http.client errors while the peer misbehaves
+            if not timed_out.is_set():
+                raise TokenEndpointError(
+                    f"token endpoint response broke off: {type(exc).__name__}", reason="idp_unreachable"
+                ) from exc
         finally:
             watchdog.cancel()
         if timed_out.is_set():
             raise DeadlineExceeded("token endpoint response was still arriving at the deadline")
         return b"".join(chunks)
+
+
+def _shutdown(resp: requests.Response) -> None:
+    """Interrupt a read blocked in another thread: shut the socket down, then close the response."""
+    conn = getattr(resp.raw, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        resp.close()
