@@ -114,9 +114,7 @@ def airflow_bin() -> Path:
 
 
 def _base_env(home: Path, dags_folder: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES) and k not in _DROPPED_NAMES
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES) and k not in _DROPPED_NAMES}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -183,6 +181,9 @@ def prepare_airflow(
     extra_env: Mapping[str, str] | None = None,
 ) -> AirflowEnv:
     """Make ``workdir/airflow`` a ready AIRFLOW_HOME: migrated sqlite DB, no examples, the given secrets backend.
+
+    An existing home there gets a fresh, empty DB. Inherited ``AIRFLOW_*`` and ``VAULT_*``/``BAO_*`` variables
+    are dropped so that the caller's shell cannot change the run.
 
     ``backend`` is the ``[secrets] backend`` class path ("" for none); ``backend_kwargs`` is passed as JSON.
     ``extra_env`` is applied last (e.g. ``AIRFLOW_CONN_<ID>`` or ``AIRFLOW__LOGGING__LOGGING_LEVEL``).
