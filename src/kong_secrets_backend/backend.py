@@ -51,6 +51,11 @@ class KongSecretsBackend(BaseSecretsBackend):
 
     # -- Airflow's interface ----------------------------------------------------------------------
 
+    def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
+        """Airflow's own ``get_connection``, minus its per-call signature inspection (hot path)."""
+        value = self.get_conn_value(conn_id, team_name)
+        return self.deserialize_connection(conn_id=conn_id, value=value) if value else None
+
     def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         return self._logged("connections", conn_id, team_name, lambda r: r.conn_value(conn_id, team_name))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from functools import cache
 
@@ -33,14 +34,24 @@ def _masker() -> Callable[[str], None] | None:
         return None
 
 
+_registered: set[str] = set()  # values already handed to the masker by this process (hot path: skip them)
+_registered_pid = os.getpid()
+
+
 def mask(*values: str | None) -> None:
-    """Mask each non-trivial value. Never raises: masking must not break a resolution."""
-    masker = _masker()
-    if masker is None:
-        return
+    """Mask each non-trivial value once per process. Never raises: masking must not break a resolution."""
+    global _registered_pid
+    if _registered_pid != os.getpid():  # a forked child must tell its own supervisor again
+        _registered.clear()
+        _registered_pid = os.getpid()
     for value in values:
-        if value and len(value) >= _MIN_LENGTH:
-            try:
-                masker(value)
-            except Exception:  # pragma: no cover - defensive, the masker is Airflow's
-                log.debug("could not register a value with the secrets masker", exc_info=True)
+        if not value or len(value) < _MIN_LENGTH or value in _registered:
+            continue
+        masker = _masker()
+        if masker is None:
+            return
+        try:
+            masker(value)
+            _registered.add(value)
+        except Exception:  # pragma: no cover - defensive, the masker is Airflow's
+            log.debug("could not register a value with the secrets masker", exc_info=True)

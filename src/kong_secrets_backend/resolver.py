@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kong_secrets_backend.connection import kong_conn_value, plain_conn_value
@@ -13,11 +14,35 @@ from kong_secrets_backend.masking import mask
 from kong_secrets_backend.secret_ids import validate_secret_id
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.credentials import Credential
+    from kong_secrets_backend.flows import TokenFlow
     from kong_secrets_backend.runtime import Runtime
     from kong_secrets_backend.sources import SecretRecord
+    from kong_secrets_backend.tokens import Token
 
 DEFAULT_TOKEN_TTL = 300.0  # when the IdP gives neither expires_in nor a JWT exp
+
+
+@dataclass
+class KongConnection:
+    """A Kong connection secret, parsed once and kept for credential_cache_ttl: its record, credential, flow.
+
+    The JSON handed to Airflow is memoized per token, so a hot resolution is a cache lookup.
+    """
+
+    record: SecretRecord
+    flow: TokenFlow
+    header_name: str
+    _memo: tuple[str, str] | None = field(default=None, repr=False)
+
+    def conn_value(self, token: Token, conn_id: str) -> str:
+        memo = self._memo
+        if memo is not None and memo[0] == token.value:
+            return memo[1]
+        value = kong_conn_value(
+            self.record.data, header_name=self.header_name, header_value=f"Bearer {token.value}", conn_id=conn_id
+        )
+        self._memo = (token.value, value)
+        return value
 
 
 class Resolver:
@@ -29,34 +54,21 @@ class Resolver:
     def conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         validate_secret_id(conn_id, kind="conn_id")
         deadline = Deadline(self.runtime.config.deadline)
-        record = self._connection_record(conn_id, team_name, deadline)
-        if record is None:
-            return None
-        if "kong_auth" not in record.data:
-            return plain_conn_value(record.data)
-        credential = self._credential(record, deadline)
-        flow = build_flow(credential, self.runtime.http, default_ttl=DEFAULT_TOKEN_TTL)
-        token = self.runtime.broker.token(flow, deadline, label=f"conn_id {conn_id}")
+        entry = self._cached(("connections", conn_id, team_name or ""))
+        if entry is None:
+            record = self.runtime.source.read("connections", conn_id, deadline, team_name)
+            if record is None:
+                return None
+            if "kong_auth" not in record.data:
+                return plain_conn_value(record.data)  # plain connections are read every time, like VaultBackend
+            entry = self._kong_connection(record, deadline)
+            self._store(("connections", conn_id, team_name or ""), entry)
+        assert isinstance(entry, KongConnection)
+        token = self.runtime.broker.token(entry.flow, deadline, label=f"conn_id {conn_id}")
         mask(token.value)
-        return kong_conn_value(
-            record.data, header_name=credential.header_name, header_value=f"Bearer {token.value}", conn_id=conn_id
-        )
+        return entry.conn_value(token, conn_id)
 
-    def _connection_record(self, conn_id: str, team_name: str | None, deadline: Deadline) -> SecretRecord | None:
-        """Kong connections are kept for credential_cache_ttl; plain ones are read every time, like VaultBackend."""
-        rt = self.runtime
-        cache_key = ("connections", conn_id, team_name or "")
-        with rt.records_lock:
-            cached = rt.records.get(cache_key)
-        if cached is not None:
-            return cached
-        record = rt.source.read("connections", conn_id, deadline, team_name)
-        if record is not None and "kong_auth" in record.data:
-            with rt.records_lock:
-                rt.records[cache_key] = record
-        return record
-
-    def _credential(self, record: SecretRecord, deadline: Deadline) -> Credential:
+    def _kong_connection(self, record: SecretRecord, deadline: Deadline) -> KongConnection:
         block = load_kong_auth(record.data["kong_auth"])
         version = record.version
         shared_path = block.get("credentials_path")
@@ -64,31 +76,40 @@ class Resolver:
             shared = self._shared_credential(shared_path, deadline)
             block = {**{k: v for k, v in block.items() if k != "credentials_path"}, **shared.data}
             version = f"{version}+{shared.path}@{shared.version}"
-        return parse_credential(block, allow_insecure_http=self.runtime.config.allow_insecure_http, version=version)
+        credential = parse_credential(
+            block, allow_insecure_http=self.runtime.config.allow_insecure_http, version=version
+        )
+        mask(*credential.secret_values())
+        flow = build_flow(credential, self.runtime.http, default_ttl=DEFAULT_TOKEN_TTL)
+        return KongConnection(record=record, flow=flow, header_name=credential.header_name)
 
     def _shared_credential(self, path: Any, deadline: Deadline) -> SecretRecord:
         if not isinstance(path, str) or not path.strip("/"):
             raise SecretFormatError("kong_auth.credentials_path must be a non-empty string")
         validate_secret_id(path.strip("/"), kind="kong_auth.credentials_path")
-        rt = self.runtime
-        cache_key = ("credentials", path)
-        with rt.records_lock:
-            cached = rt.records.get(cache_key)
+        cached = self._cached(("credentials", path))
         if cached is not None:
-            return cached
-        record = rt.source.read_path(path, deadline)
+            return cached  # type: ignore[return-value]
+        record = self.runtime.source.read_path(path, deadline)
         if record is None:
             raise SourceError(f"kong_auth.credentials_path {path} holds no secret", reason="credentials_missing")
-        if "kong_auth" in record.data:  # allow the shared secret to be a kong_auth block itself
+        if "kong_auth" in record.data:  # the shared secret may itself be a kong_auth block
             record = type(record)(
                 data=load_kong_auth(record.data["kong_auth"]), path=record.path, version=record.version
             )
-        for value in record.data.values():
-            if isinstance(value, str):
-                mask(value)
-        with rt.records_lock:
-            rt.records[cache_key] = record
+        mask(*(v for v in record.data.values() if isinstance(v, str)))
+        self._store(("credentials", path), record)
         return record
+
+    def _cached(self, key: tuple[str, ...]) -> KongConnection | SecretRecord | None:
+        rt = self.runtime
+        with rt.records_lock:
+            return rt.records.get(key)
+
+    def _store(self, key: tuple[str, ...], value: KongConnection | SecretRecord) -> None:
+        rt = self.runtime
+        with rt.records_lock:
+            rt.records[key] = value
 
     # -- variables and config: exactly VaultBackend's reading ------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
@@ -21,7 +21,7 @@ from kong_secrets_backend.tokens import RefreshPolicy
 
 if TYPE_CHECKING:
     from kong_secrets_backend.config import BackendConfig
-    from kong_secrets_backend.sources import SecretRecord, SecretSource
+    from kong_secrets_backend.sources import SecretSource
 
 _CREDENTIAL_CACHE_SIZE = 1024
 
@@ -32,8 +32,8 @@ class Runtime:
     source: SecretSource
     broker: TokenBroker
     http: HttpTransport
-    # Kong connection secrets and shared credentials, kept for credential_cache_ttl seconds.
-    records: TTLCache[tuple[str, ...], SecretRecord] = field(repr=False)
+    # Parsed Kong connection secrets and shared credentials, kept for credential_cache_ttl seconds.
+    records: TTLCache[tuple[str, ...], Any] = field(repr=False)
     records_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 

@@ -12,9 +12,21 @@ _MAX_LENGTH = 512
 
 
 def validate_secret_id(secret_id: str, *, kind: str = "conn_id") -> str:
-    """Return secret_id unchanged if it is safe to join under a base path, else raise SecretIdError.
+    """Return secret_id unchanged if it is safe to join under a base path, else raise SecretIdError."""
+    if secret_id in _valid:  # hot path: ids already checked by this process
+        return secret_id
+    _check(secret_id, kind)
+    if len(_valid) < _MAX_REMEMBERED:
+        _valid.add(secret_id)
+    return secret_id
 
-    Refused before any request is made: empty ids, a leading ``/``, ``.``/``..`` segments (also
+
+_valid: set[str] = set()
+_MAX_REMEMBERED = 10_000
+
+
+def _check(secret_id: str, kind: str) -> None:
+    """Refused before any request is made: empty ids, a leading ``/``, ``.``/``..`` segments (also
     percent-encoded), backslashes, and control or other non-printable characters.
     """
     if not isinstance(secret_id, str) or not secret_id:
@@ -32,4 +44,3 @@ def validate_secret_id(secret_id: str, *, kind: str = "conn_id") -> str:
         raise SecretIdError(f"{kind} must not contain '.' or '..' path segments")
     if any(unicodedata.category(ch).startswith("C") for ch in decoded):
         raise SecretIdError(f"{kind} contains encoded control characters")
-    return secret_id

@@ -23,6 +23,7 @@ class ClientCredentialsFlow:
         self.credential = credential
         self.http = http
         self.default_ttl = default_ttl
+        self._cache_key = credential.cache_key()
 
     def __repr__(self) -> str:
         return (
@@ -30,7 +31,7 @@ class ClientCredentialsFlow:
         )
 
     def cache_key(self) -> str:
-        return self.credential.cache_key()
+        return self._cache_key
 
     def request(self) -> tuple[str, dict[str, str], str]:
         """(url, headers, body) of the token request, client authentication applied."""
