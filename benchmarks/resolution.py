@@ -1,6 +1,6 @@
 """Resolution cost on the real local stack (OpenBao, oidc-provider, HAProxy). Prints a markdown table.
 
-    .venv/bin/python benchmarks/resolution.py [--hot N]
+.venv/bin/python benchmarks/resolution.py [--hot N]
 """
 
 from __future__ import annotations

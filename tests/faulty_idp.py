@@ -8,13 +8,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 GOOD = {"access_token": "faulty-idp-token-value", "token_type": "Bearer", "expires_in": 120}
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "faulty-idp"
-    requests_seen: list[tuple[str, dict[str, str], str]] = []
+    requests_seen: ClassVar[list[tuple[str, dict[str, str], str]]] = []
 
     def log_message(self, format: str, *args: object) -> None:  # silence
         pass
@@ -28,7 +29,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
         type(self).requests_seen.append((self.path, dict(self.headers), body))

@@ -31,15 +31,25 @@ def _flow(url: str, **extra: object) -> ClientCredentialsFlow:
 
 
 def test_basic_auth_sends_the_secret_in_the_header_and_the_params_in_the_body(idp_url: str) -> None:
-    token = _flow(f"{idp_url}/ok", scope="orders:read", audience="https://aud", resource="https://res",
-                  token_params={"organization": "org1"}).mint(Deadline(5))
+    token = _flow(
+        f"{idp_url}/ok",
+        scope="orders:read",
+        audience="https://aud",
+        resource="https://res",
+        token_params={"organization": "org1"},
+    ).mint(Deadline(5))
     assert token.value == "faulty-idp-token-value"
     assert 119 <= token.remaining() <= 120
     _, headers, body = _Handler.requests_seen[-1]
     assert headers["Authorization"] == "Basic " + base64.b64encode(f"cid:{SECRET}".encode()).decode()
     form = parse_qs(body)
-    assert form == {"grant_type": ["client_credentials"], "scope": ["orders:read"], "audience": ["https://aud"],
-                    "resource": ["https://res"], "organization": ["org1"]}
+    assert form == {
+        "grant_type": ["client_credentials"],
+        "scope": ["orders:read"],
+        "audience": ["https://aud"],
+        "resource": ["https://res"],
+        "organization": ["org1"],
+    }
 
 
 def test_post_auth_sends_the_secret_in_the_body(idp_url: str) -> None:
@@ -77,7 +87,11 @@ def test_bad_token_responses_give_clear_errors(idp_url: str, fault: str, message
 def test_oauth_error_code_is_kept(idp_url: str) -> None:
     with pytest.raises(TokenEndpointError) as info:
         _flow(f"{idp_url}/invalid_client").mint(Deadline(5))
-    assert (info.value.status, info.value.oauth_error, info.value.reason) == (401, "invalid_client", "idp_invalid_client")
+    assert (info.value.status, info.value.oauth_error, info.value.reason) == (
+        401,
+        "invalid_client",
+        "idp_invalid_client",
+    )
 
 
 @pytest.mark.parametrize("fault", ["slow", "drip"])

@@ -13,8 +13,20 @@ def test_ordinary_ids_pass(conn_id: str) -> None:
 
 @pytest.mark.parametrize(
     "conn_id",
-    ["", "/etc/passwd", "../other", "a/../../b", "..", "%2e%2e/x", "%252e%252e/x", "a\\b", "a\nb", "a\x00b", "%2Fabs",
-     "x/%0a"],
+    [
+        "",
+        "/etc/passwd",
+        "../other",
+        "a/../../b",
+        "..",
+        "%2e%2e/x",
+        "%252e%252e/x",
+        "a\\b",
+        "a\nb",
+        "a\x00b",
+        "%2Fabs",
+        "x/%0a",
+    ],
 )
 def test_ids_leaving_the_path_are_refused(conn_id: str) -> None:
     with pytest.raises(SecretIdError):
