@@ -83,10 +83,12 @@ class VaultSource:
     # -- reading ----------------------------------------------------------------------------------
 
     def read(self, kind: SecretKind, key: str, deadline: Deadline, team_name: str | None = None) -> SecretRecord | None:
-        for mount, path in self._candidates(kind, key, team_name):
+        candidates = self._candidates(kind, key, team_name)
+        for mount, path in candidates:
             record = self._read(mount, path, deadline)
             if record is not None:
                 return record
+        log.debug("%s %r not found in Vault at %s", kind, key, ", ".join(f"{m}/{p}" for m, p in candidates) or "-")
         return None
 
     def read_path(self, path: str, deadline: Deadline) -> SecretRecord | None:
@@ -113,7 +115,8 @@ class VaultSource:
             raise SourceError(f"Vault error reading {full}: {type(exc).__name__}", reason="vault_error") from exc
         except OSError as exc:  # requests' ConnectionError/Timeout derive from OSError
             raise SourceError(
-                f"Vault unreachable reading {full}: {type(exc).__name__}", reason="vault_unreachable"
+                f"Vault at {self.settings.url} unreachable reading {full}: {type(exc).__name__}",
+                reason="vault_unreachable",
             ) from exc
         if response is None:
             return None
@@ -188,7 +191,8 @@ class VaultSource:
             ) from exc
         except OSError as exc:
             raise SourceError(
-                f"Vault unreachable during login: {type(exc).__name__}", reason="vault_unreachable"
+                f"Vault at {self.settings.url} unreachable during login: {type(exc).__name__}",
+                reason="vault_unreachable",
             ) from exc
         if not client.token:
             raise SourceError(f"Vault login with auth_type {auth.type!r} produced no token", reason="vault_login")
