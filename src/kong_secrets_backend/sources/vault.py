@@ -18,8 +18,8 @@ from kong_secrets_backend.sources import SecretKind, SecretRecord
 if TYPE_CHECKING:
     import hvac
 
-    from kong_secrets_backend.config import VaultSettings
     from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.sources.vault_settings import VaultSettings
 
 log = logging.getLogger(__name__)
 
