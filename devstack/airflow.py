@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,10 @@ def all_output(result: DagRunResult) -> str:
     parts = [f"=== stdout ===\n{result.stdout}", f"=== stderr ===\n{result.stderr}"]
     parts.extend(f"=== {name} ===\n{text}" for name, text in sorted(result.log_files.items()))
     return "\n".join(parts)
+
+
+# Called with (where, text) for every run's combined output: the test suite's leak scan listens here.
+OUTPUT_OBSERVERS: list[Callable[[str, str], None]] = []
 
 
 # -- the migrated DB template, once per process ---------------------------------------------------------
@@ -227,7 +231,7 @@ def dags_test(af: AirflowEnv, dag_id: str, *, timeout: float = 180) -> DagRunRes
     run_state, task_states = _states_from_db(af.db_path, dag_id)
     if run_state is None:
         run_state = _run_state_from_output(stdout + stderr)
-    return DagRunResult(
+    result = DagRunResult(
         dag_id=dag_id,
         returncode=popen.returncode,
         stdout=stdout,
@@ -238,6 +242,9 @@ def dags_test(af: AirflowEnv, dag_id: str, *, timeout: float = 180) -> DagRunRes
         task_states=task_states,
         log_files=_new_log_text(af.home, af.log_dir, before),
     )
+    for observe in OUTPUT_OBSERVERS:
+        observe(f"airflow dags test {dag_id}", result.all_output)
+    return result
 
 
 # -- helpers --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Session-wide real stack: OpenBao, oidc-provider and the HAProxy gateway, started once on free loopback ports."""
+"""Session-wide real stack (OpenBao, oidc-provider, HAProxy gateway, on free loopback ports) and the leak scan."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +13,64 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import devstack.airflow  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
 from kong_secrets_backend.cache.memory import PROCESS_TOKEN_CACHE  # noqa: E402
 from kong_secrets_backend.runtime import reset_runtimes  # noqa: E402
+from tests.leak_scan import LEAKS, RecordingHandler  # noqa: E402
+
+
+_RECORDER = RecordingHandler(LEAKS)
+
+
+def _ensure_recorder() -> None:
+    """Importing Airflow reconfigures logging (and drops foreign root handlers): re-attach before each test."""
+    root = logging.getLogger()
+    if _RECORDER not in root.handlers:
+        root.addHandler(_RECORDER)
+    if root.level > logging.DEBUG:
+        root.setLevel(logging.DEBUG)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _ensure_recorder()
+    devstack.airflow.OUTPUT_OBSERVERS.append(lambda where, text: LEAKS.record(where, text))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _ensure_recorder()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, content in report.sections:
+        LEAKS.record(f"{report.nodeid} {name}", content)
+    LEAKS.record(f"{report.nodeid} report", report.longreprtext)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = LEAKS.leaks()
+    chunks, size = LEAKS.volume
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"leak scan: {chunks} captured outputs ({size / 1e6:.1f} MB) searched, {len(leaks)} leaks")
+    if leaks:
+        for where, secret in leaks[:50]:
+            if reporter is not None:
+                reporter.write_line(f"LEAK: {secret} in {where}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(tmp_path_factory.mktemp("stack"))
+    LEAKS.plant(*running.planted_secrets())
     try:
         yield running
     finally:
+        # every token the gateway accepted during the session must not have been printed anywhere
+        for request in running.gateway.received():
+            auth = request.get("headers", {}).get("authorization", "")
+            LEAKS.plant(auth.removeprefix("Bearer ").strip())
         running.stop()
 
 
@@ -37,5 +85,6 @@ def fresh_process_state() -> Iterator[None]:
 
 
 def assert_no_secrets(text: str, planted: list[str]) -> None:
+    LEAKS.plant(*planted)
     leaked = [f"{s[:4]}..." for s in planted if s and s in text]
     assert not leaked, f"planted secrets leaked into output: {leaked}"

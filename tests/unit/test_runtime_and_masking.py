@@ -36,3 +36,13 @@ def test_deadline_bounds_the_next_call_and_then_refuses() -> None:
     time.sleep(0.25)
     with pytest.raises(DeadlineExceeded, match="before the token request"):
         deadline.timeout(what="the token request")
+
+
+def test_leak_scan_finds_a_planted_value_wherever_it_was_recorded() -> None:
+    from tests.leak_scan import LeakScan
+
+    scan = LeakScan()
+    scan.record("log:x", "token is planted-value-123 here")
+    scan.record("stdout", "nothing")
+    scan.plant("planted-value-123", "short")
+    assert scan.leaks() == [("log:x", "plante...")]
