@@ -1,17 +1,23 @@
 """A local stand-in for Kong Gateway: HAProxy in front of the echo upstream (`devstack/echo.py`).
 
 `start_gateway(workdir, routes)` writes ``workdir/haproxy.cfg``, starts the echo upstream and ``haproxy -f cfg -db``
-and returns a `Gateway`. Each route is a prefix of the request path plus an auth style; the only style implemented
-now is `JwtRoute`, which behaves like Kong's ``openid-connect`` plugin in bearer-only mode (JWT access tokens checked
-locally against the IdP's RSA public key) followed by Kong's ``rate-limiting`` plugin per consumer.
+and returns a `Gateway`. Each route is a prefix of the request path plus an auth style, followed by Kong's
+``rate-limiting`` plugin per consumer:
 
-Responses, in Kong's style (JSON ``{"message": ...}`` bodies):
+* `JwtRoute` behaves like Kong's ``openid-connect`` plugin in bearer-only mode: JWT access tokens checked locally
+  against the issuer's public key (RS256 by default; ES256 etc. for issuers such as Vault's identity tokens);
+* `KongJwtRoute` behaves like Kong's ``jwt`` plugin: the consumer's jwt credential is selected by the token's
+  ``iss`` (``key_claim_name``); HS256/384/512 with the credential's secret, RS*/ES* with its public key; ``exp``
+  checked, and ``maximum_expiration`` when set;
+* `KeyAuthRoute` behaves like Kong's ``key-auth`` plugin: a map of API keys to consumers, read from ``apikey``.
+
+Responses of a `JwtRoute`, in Kong's style (JSON ``{"message": ...}`` bodies):
 
 * no route matches the path -> 404 ``no Route matched with those values``;
 * no bearer token -> 401 ``Unauthorized`` with ``WWW-Authenticate: Bearer``;
-* malformed token, ``alg`` other than RS256 (``none``, ``HS*`` ...), bad signature, ``exp`` missing or not in the
-  future, ``nbf`` in the future, ``iss``/``aud`` not the configured ones, no usable client id -> 401 ``Unauthorized``
-  with ``WWW-Authenticate: Bearer error="invalid_token"``;
+* malformed token, ``alg`` other than the route's (``none``, ``HS*`` ...), bad signature, ``exp`` missing or not in
+  the future, ``nbf`` in the future, ``iss``/``aud`` not the configured ones, no usable client id -> 401
+  ``Unauthorized`` with ``WWW-Authenticate: Bearer error="invalid_token"``;
 * valid token whose ``scope`` claim lacks the required scope -> **403** ``Forbidden`` with
   ``WWW-Authenticate: Bearer error="insufficient_scope"`` (RFC 6750; Kong's openid-connect also answers 403 here);
 * more than ``rate_limit`` requests by one consumer within ``rate_window`` seconds -> 429
@@ -21,25 +27,36 @@ Responses, in Kong's style (JSON ``{"message": ...}`` bodies):
   Allowed responses carry ``RateLimit-Limit`` and ``RateLimit-Remaining`` (plus ``X-RateLimit-*-Second/Minute/Hour``
   when the window is exactly one of those).
 
+`KongJwtRoute` answers with the jwt plugin's messages: 401 ``Unauthorized`` (no token), 401 ``Bad token`` (does not
+decode), 401 ``No mandatory 'iss' in claims``, 401 ``No credentials found for given 'iss'``, 403 ``Invalid
+algorithm``, 401 ``Invalid signature``, 401 ``token expired`` (``exp`` missing or past), 401 ``token not valid yet``
+(``nbf``, when in ``claims_to_verify``), 401 ``exceeds maximum allowed expiration``; upstream it sets
+``X-Consumer-Username`` (the credential's consumer) and ``X-Credential-Identifier`` (the key).
+`KeyAuthRoute` answers 401 ``No API key found in request`` or 401 ``Invalid authentication credentials`` with
+``WWW-Authenticate: Key realm="kong"``, and sets the same two headers.
+
 Differences from Kong worth knowing: the path is forwarded unchanged (Kong's ``strip_path`` defaults to true), the
-longest matching prefix wins, ``aud`` may be a string or an array (only its first five entries are compared), and the
-rate counter is HAProxy's sliding ``http_req_rate`` rather than Kong's fixed windows.
+longest matching prefix wins, ``aud`` may be a string or an array (only its first five entries are compared), the
+rate counter is HAProxy's sliding ``http_req_rate`` rather than Kong's fixed windows, the jwt plugin's token is read
+from the ``Authorization: Bearer`` header only (not the ``jwt`` query parameter or a cookie) and its key claim from
+the payload only, and key-auth reads headers only (not the query string or body).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devstack import procs
 from devstack.procs import Proc
@@ -65,15 +82,22 @@ CONSUMER_MAX_LEN = 128  # stick-table key length
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _PREFIX = re.compile(r"/[A-Za-z0-9._~!$&()*+,;=:@%/-]*")
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")
+# Values that end up inside HAProxy sample expressions or map files: keep them to plain token characters.
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9._~+/=:-]{1,256}")
+_CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
+HMAC_ALGS = ("HS256", "HS384", "HS512")
+_EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
 @dataclass(frozen=True)
 class JwtRoute:
     """Like Kong's openid-connect plugin in bearer-only mode, plus rate-limiting per consumer.
 
-    The token must be RS256-signed by `public_key_pem` (an RSA public key or certificate in PEM), unexpired, from
-    `issuer`, for `audience`, and its space-separated ``scope`` claim must contain `required_scope` as a whole word
-    (else 403, not 401). The consumer is the ``client_id`` claim, falling back to ``sub``.
+    The token must be signed with `algorithm` (default RS256) by `public_key_pem` (a public key, certificate or
+    private key in PEM, RSA for RS*/PS*, EC on the matching curve for ES*), unexpired, from `issuer`, for
+    `audience`, and its space-separated ``scope`` claim must contain `required_scope` as a whole word (else 403,
+    not 401). The consumer is the ``client_id`` claim, falling back to ``sub``.
     """
 
     path_prefix: str
@@ -83,11 +107,47 @@ class JwtRoute:
     required_scope: str
     rate_limit: int = 100
     rate_window: int = 10
+    algorithm: str = "RS256"
 
 
-# Every route type has `path_prefix`, `rate_limit` and `rate_window`. Planned additions: Kong's jwt plugin
-# (HS256 secret or RS256 consumer key, selected by `iss` = key) and key-auth (a map of API key -> consumer).
-Route: TypeAlias = JwtRoute
+@dataclass(frozen=True)
+class KongJwtCredential:
+    """One jwt credential of a Kong consumer: `key` (matched against the key claim) and how it signs."""
+
+    key: str
+    consumer: str
+    algorithm: str = "HS256"
+    secret: str | None = None  # HS*
+    public_key_pem: Path | None = None  # RS*/ES*/PS* (Kong's ``rsa_public_key``)
+
+
+@dataclass(frozen=True)
+class KongJwtRoute:
+    """Like Kong's jwt plugin (``key_claim_name``, ``claims_to_verify``, ``maximum_expiration``), plus rate-limiting."""
+
+    path_prefix: str
+    credentials: tuple[KongJwtCredential, ...]
+    key_claim_name: str = "iss"
+    claims_to_verify: tuple[str, ...] = ("exp",)
+    maximum_expiration: int = 0  # seconds; 0 = no maximum (Kong's default)
+    rate_limit: int = 100
+    rate_window: int = 10
+
+
+@dataclass(frozen=True)
+class KeyAuthRoute:
+    """Like Kong's key-auth plugin: `keys` maps each API key to its consumer; read from the `key_names` headers."""
+
+    path_prefix: str
+    keys: Mapping[str, str]
+    key_names: tuple[str, ...] = ("apikey",)
+    hide_credentials: bool = False
+    rate_limit: int = 100
+    rate_window: int = 10
+
+
+# Every route type has `path_prefix`, `rate_limit` and `rate_window`.
+Route: TypeAlias = JwtRoute | KongJwtRoute | KeyAuthRoute
 
 
 @dataclass
@@ -127,8 +187,16 @@ def _q(value: str) -> str:
     return f"'{value}'"
 
 
+def _dq(value: str) -> str:
+    """Double-quote a value for haproxy.cfg (backslash escapes; `$` would expand environment variables)."""
+    if "$" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"value not usable in haproxy.cfg: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _json_body(message: str) -> str:
-    return _q(json.dumps({"message": message}, separators=(",", ":")))
+    body = json.dumps({"message": message}, separators=(",", ":"))
+    return _dq(body) if "'" in body else _q(body)
 
 
 def _return(status: int, message: str, headers: Sequence[tuple[str, str]], cond: str) -> str:
@@ -144,8 +212,8 @@ def _unauthorized(cond: str, *, invalid: bool = True) -> str:
     return _return(401, "Unauthorized", [("WWW-Authenticate", challenge)], cond)
 
 
-def _write_public_key(source: Path, dest: Path) -> None:
-    """Normalise an RSA public key / certificate / private key PEM to a SubjectPublicKeyInfo PEM file for HAProxy."""
+def _write_public_key(source: Path, dest: Path, algorithm: str = "RS256") -> None:
+    """Normalise a public key / certificate / private key PEM to a SubjectPublicKeyInfo PEM file for HAProxy."""
     data = source.read_bytes()
     key: object
     try:
@@ -155,22 +223,52 @@ def _write_public_key(source: Path, dest: Path) -> None:
             key = x509.load_pem_x509_certificate(data).public_key()
         except ValueError:
             key = serialization.load_pem_private_key(data, password=None).public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise TypeError(f"{source}: RS256 needs an RSA key, got {type(key).__name__}")
-    dest.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    if algorithm.startswith(("RS", "PS")) and not isinstance(key, rsa.RSAPublicKey):
+        raise TypeError(f"{source}: {algorithm} needs an RSA key, got {type(key).__name__}")
+    if algorithm.startswith("ES") and not (
+        isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == _EC_CURVES[algorithm]
+    ):
+        raise TypeError(f"{source}: {algorithm} needs an EC {_EC_CURVES[algorithm]} key")
+    if algorithm not in ASYMMETRIC_ALGS:
+        raise ValueError(f"unsupported algorithm for a public key: {algorithm!r}")
+    dest.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # type: ignore[attr-defined]
+
+
+def _b64url_int(value: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+
+
+def jwk_to_pem(jwk: Mapping[str, Any]) -> bytes:
+    """A public JWK (RSA, or EC P-256/384/521) as a SubjectPublicKeyInfo PEM, e.g. from Vault's identity JWKS."""
+    if jwk.get("kty") == "RSA":
+        key: Any = rsa.RSAPublicNumbers(_b64url_int(jwk["e"]), _b64url_int(jwk["n"])).public_key()
+    elif jwk.get("kty") == "EC":
+        curve = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}[jwk["crv"]]
+        key = ec.EllipticCurvePublicNumbers(_b64url_int(jwk["x"]), _b64url_int(jwk["y"]), curve()).public_key()
+    else:
+        raise ValueError(f"unsupported JWK kty {jwk.get('kty')!r}")
+    return bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _key_file(source: Path, keys_dir: Path, name: str, algorithm: str) -> Path:
+    path = keys_dir / f"{name}.pem"
+    _write_public_key(source, path, algorithm)
+    if not _SAFE_PATH.fullmatch(str(path)):
+        raise ValueError(f"key path not usable inside an haproxy sample expression: {path}")
+    return path
 
 
 def _jwt_rules(route: JwtRoute, rid: str, key_path: Path) -> list[str]:
     """Rules for one JwtRoute; on success txn.consumer (and txn.scope) are set, else a canned response is returned.
 
     Every rule is guarded by the route's ACL `rid`. Techniques: `http_auth_bearer` for the token,
-    `jwt_header_query('$.alg')` compared with RS256, `jwt_verify(RS256,<pem file>)` must be 1,
+    `jwt_header_query('$.alg')` compared with the route's algorithm, `jwt_verify(<alg>,<pem file>)` must be 1,
     `jwt_payload_query('$.exp','int')` minus `date()` must be > 0, string equality for iss/aud, a PCRE whole-word
     match on the scope claim.
     """
     if not _SCOPE_TOKEN.fullmatch(route.required_scope):
         raise ValueError(f"required_scope must be one RFC 6749 scope token: {route.required_scope!r}")
-    r = rid
+    r, alg = rid, route.algorithm
     challenge = 'Bearer error="insufficient_scope"'
     if "%" not in route.required_scope:  # header values are log-format strings; keep it simple
         challenge += f', scope="{route.required_scope}"'
@@ -178,11 +276,11 @@ def _jwt_rules(route: JwtRoute, rid: str, key_path: Path) -> list[str]:
     rules = [
         f"http-request set-var(txn.bearer) http_auth_bearer if {r}",
         _unauthorized(f"{r} !{{ var(txn.bearer) -m len gt 0 }}", invalid=False),
-        # Header: must decode and say RS256 (refuses alg=none and HS256-with-the-public-key confusion).
+        # Header: must decode and name the route's algorithm (refuses alg=none and HS256-with-the-public-key).
         f"http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('$.alg') if {r}",
-        _unauthorized(f"{r} !{{ var(txn.jwt_alg) -m str RS256 }}"),
+        _unauthorized(f"{r} !{{ var(txn.jwt_alg) -m str {alg} }}"),
         # Signature, checked with the fixed algorithm (never the one the token names).
-        _unauthorized(f"{r} !{{ var(txn.bearer),jwt_verify(RS256,{key_path}) -m int 1 }}"),
+        _unauthorized(f"{r} !{{ var(txn.bearer),jwt_verify({alg},{key_path}) -m int 1 }}"),
         # exp > now (required); nbf <= now (if present).
         f"http-request set-var(txn.jwt_exp) var(txn.bearer),jwt_payload_query('$.exp','int') if {r}",
         f"http-request set-var(txn.jwt_ttl) var(txn.jwt_exp),sub(txn.now) if {r} {{ var(txn.jwt_exp) -m found }}",
@@ -224,14 +322,137 @@ def _jwt_rules(route: JwtRoute, rid: str, key_path: Path) -> list[str]:
     return rules
 
 
+def _plain(status: int, message: str, cond: str, headers: Sequence[tuple[str, str]] = ()) -> str:
+    return _return(status, message, headers, cond)
+
+
+def _exp_rules(r: str, prefix: str, message: str, *, required: bool = True) -> list[str]:
+    """exp must be present and in the future (txn.<prefix>_ttl = exp - now is left set for later checks)."""
+    rules = [
+        f"http-request set-var(txn.{prefix}_exp) var(txn.bearer),jwt_payload_query('$.exp','int') if {r}",
+        (
+            f"http-request set-var(txn.{prefix}_ttl) var(txn.{prefix}_exp),sub(txn.now)"
+            f" if {r} {{ var(txn.{prefix}_exp) -m found }}"
+        ),
+    ]
+    if required:
+        rules.append(_plain(401, message, f"{r} !{{ var(txn.{prefix}_ttl) -m int gt 0 }}"))
+    return rules
+
+
+def _kong_jwt_rules(route: KongJwtRoute, rid: str, keys_dir: Path) -> list[str]:
+    """Kong's jwt plugin: credential by key claim, its algorithm and key, exp (and nbf), maximum_expiration."""
+    if not _CLAIM_NAME.fullmatch(route.key_claim_name):
+        raise ValueError(f"key_claim_name must be a plain claim name: {route.key_claim_name!r}")
+    if not route.credentials:
+        raise ValueError("a KongJwtRoute needs at least one credential")
+    unknown = set(route.claims_to_verify) - {"exp", "nbf"}
+    if unknown:
+        raise ValueError(f"claims_to_verify may hold exp and nbf only, not {sorted(unknown)}")
+    r, claim = rid, route.key_claim_name
+    rules = [
+        f"http-request set-var(txn.bearer) http_auth_bearer if {r}",
+        _plain(401, "Unauthorized", f"{r} !{{ var(txn.bearer) -m len gt 0 }}"),
+        f"http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('$.alg') if {r}",
+        _plain(401, "Bad token", f"{r} !{{ var(txn.jwt_alg) -m len gt 0 }}"),
+        f"http-request set-var(txn.credential) var(txn.bearer),jwt_payload_query('$.{claim}') if {r}",
+        _plain(401, f"No mandatory '{claim}' in claims", f"{r} !{{ var(txn.credential) -m len gt 0 }}"),
+        f"http-request unset-var(txn.kj_cred) if {r}",
+    ]
+    seen: set[str] = set()
+    for i, cred in enumerate(route.credentials):
+        if not _SAFE_TOKEN.fullmatch(cred.key) or not _SAFE_TOKEN.fullmatch(cred.consumer):
+            raise ValueError(f"credential key and consumer must be plain tokens: {cred.key!r} / {cred.consumer!r}")
+        if cred.key in seen:
+            raise ValueError(f"duplicate jwt credential key {cred.key!r}")
+        seen.add(cred.key)
+        rules.append(f"http-request set-var(txn.kj_cred) str(c{i}) if {r} {{ var(txn.credential) -m str {cred.key} }}")
+    rules.append(_plain(401, f"No credentials found for given '{claim}'", f"{r} !{{ var(txn.kj_cred) -m found }}"))
+    for i, cred in enumerate(route.credentials):
+        this = f"{r} {{ var(txn.kj_cred) -m str c{i} }}"
+        if cred.algorithm in HMAC_ALGS:
+            if cred.secret is None or not _SAFE_TOKEN.fullmatch(cred.secret):
+                raise ValueError(f"credential {cred.key!r}: {cred.algorithm} needs a secret of plain token characters")
+            verify_key = cred.secret
+        elif cred.algorithm in ASYMMETRIC_ALGS:
+            if cred.public_key_pem is None:
+                raise ValueError(f"credential {cred.key!r}: {cred.algorithm} needs public_key_pem")
+            verify_key = str(_key_file(cred.public_key_pem, keys_dir, f"{rid}-c{i}", cred.algorithm))
+        else:
+            raise ValueError(f"credential {cred.key!r}: unsupported algorithm {cred.algorithm!r}")
+        rules += [
+            _plain(403, "Invalid algorithm", f"{this} !{{ var(txn.jwt_alg) -m str {cred.algorithm} }}"),
+            _plain(
+                401,
+                "Invalid signature",
+                f"{this} !{{ var(txn.bearer),jwt_verify({cred.algorithm},{verify_key}) -m int 1 }}",
+            ),
+            f"http-request set-var(txn.consumer) str({cred.consumer}) if {this}",
+        ]
+    needs_exp = "exp" in route.claims_to_verify or route.maximum_expiration > 0
+    if needs_exp:
+        rules += _exp_rules(r, "kj", "token expired")
+    if route.maximum_expiration > 0:
+        rules.append(
+            _plain(
+                401,
+                "exceeds maximum allowed expiration",
+                f"{r} {{ var(txn.kj_ttl) -m int gt {int(route.maximum_expiration)} }}",
+            )
+        )
+    if "nbf" in route.claims_to_verify:
+        rules += [
+            f"http-request set-var(txn.kj_nbf) var(txn.bearer),jwt_payload_query('$.nbf','int') if {r}",
+            f"http-request set-var(txn.kj_wait) var(txn.kj_nbf),sub(txn.now) if {r} {{ var(txn.kj_nbf) -m found }}",
+            _plain(401, "token not valid yet", f"{r} !{{ var(txn.kj_wait) -m found }}"),
+            _plain(401, "token not valid yet", f"{r} {{ var(txn.kj_wait) -m int gt 0 }}"),
+        ]
+    return rules
+
+
+def _key_auth_rules(route: KeyAuthRoute, rid: str, keys_dir: Path) -> list[str]:
+    """Kong's key-auth plugin: the first key_names header that is present, looked up in a map file of keys."""
+    if not route.keys:
+        raise ValueError("a KeyAuthRoute needs at least one key")
+    for name in route.key_names:
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name):
+            raise ValueError(f"key name must be a plain header name: {name!r}")
+    lines = []
+    for key, consumer in route.keys.items():
+        if not _SAFE_TOKEN.fullmatch(key) or not _SAFE_TOKEN.fullmatch(consumer):
+            raise ValueError("API keys and consumers must be plain tokens")
+        lines.append(f"{key} {consumer}\n")
+    map_path = keys_dir / f"{rid}.map"
+    map_path.write_text("".join(lines))
+    map_path.chmod(0o600)
+    if not _SAFE_PATH.fullmatch(str(map_path)):
+        raise ValueError(f"map path not usable inside an haproxy sample expression: {map_path}")
+    r = rid
+    challenge = [("WWW-Authenticate", 'Key realm="kong"')]
+    rules = [f"http-request unset-var(txn.ka_key) if {r}"]
+    rules += [
+        f"http-request set-var(txn.ka_key) req.hdr({name}) if {r} !{{ var(txn.ka_key) -m found }}"
+        for name in route.key_names
+    ]
+    rules += [
+        _plain(401, "No API key found in request", f"{r} !{{ var(txn.ka_key) -m len gt 0 }}", challenge),
+        f"http-request set-var(txn.consumer) var(txn.ka_key),map({map_path}) if {r}",
+        _plain(401, "Invalid authentication credentials", f"{r} !{{ var(txn.consumer) -m found }}", challenge),
+        f"http-request set-var(txn.credential) var(txn.ka_key),sha1,hex if {r}",
+    ]
+    if route.hide_credentials:
+        rules += [f"http-request del-header {name} if {r}" for name in route.key_names]
+    return rules
+
+
 def _auth_rules(route: Route, rid: str, keys_dir: Path) -> list[str]:
     """Dispatch on the route's auth style. Contract: reject with a canned response, or leave txn.consumer set."""
     if isinstance(route, JwtRoute):
-        key_path = keys_dir / f"{rid}.pem"
-        _write_public_key(route.public_key_pem, key_path)
-        if not _SAFE_PATH.fullmatch(str(key_path)):
-            raise ValueError(f"key path not usable inside an haproxy sample expression: {key_path}")
-        return _jwt_rules(route, rid, key_path)
+        return _jwt_rules(route, rid, _key_file(route.public_key_pem, keys_dir, rid, route.algorithm))
+    if isinstance(route, KongJwtRoute):
+        return _kong_jwt_rules(route, rid, keys_dir)
+    if isinstance(route, KeyAuthRoute):
+        return _key_auth_rules(route, rid, keys_dir)
     raise TypeError(f"unsupported route type: {type(route).__name__}")
 
 
@@ -306,6 +527,10 @@ def render_config(port: int, upstream_port: int, routes: Sequence[Route], keys_d
     fe += [
         "http-request set-header X-Consumer-Username %[var(txn.consumer)] if route_set",
         "http-request set-header X-Authenticated-Scope %[var(txn.scope)] if route_set { var(txn.scope) -m found }",
+        (
+            "http-request set-header X-Credential-Identifier %[var(txn.credential)]"
+            " if route_set { var(txn.credential) -m found }"
+        ),
         "http-response set-header RateLimit-Limit %[var(txn.rl_limit)] if rl_set",
         "http-response set-header RateLimit-Remaining %[var(txn.rl_remaining)] if rl_set",
     ]

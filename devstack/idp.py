@@ -3,6 +3,7 @@
 `start_idp(workdir, clients, audiences)` writes a config with a fresh RSA signing key, starts
 ``node server.mjs`` on a free loopback port and returns an `Idp` handle. Only the client_credentials grant is
 enabled; access tokens are RS256 JWTs whose ``aud`` is the requested ``audience``/``resource`` (or the default).
+Clients authenticate with client_secret_basic/post, client_secret_jwt or private_key_jwt (see `public_jwk`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devstack import procs
 from devstack.procs import Proc
@@ -31,14 +32,18 @@ HTTP_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class IdpClient:
+    """A client of the IdP. ``private_key_jwt`` clients have ``jwks`` (public keys) and an empty secret;
+    ``client_secret_jwt`` clients sign their assertion with ``client_secret`` (HS256/384/512)."""
+
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     scope: str = "orders:read"
     access_token_ttl: int = 300
     token_endpoint_auth_method: str = "client_secret_basic"
+    jwks: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
 
 
 @dataclass
@@ -130,6 +135,28 @@ def _private_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, str]:
         "dq": _b64url_uint(priv.dmq1),
         "qi": _b64url_uint(priv.iqmp),
     }
+
+
+def public_jwk(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, kid: str | None = None) -> dict[str, str]:
+    """The public JWK of an RSA or EC (P-256/384/521) key, as a private_key_jwt client registers it."""
+    jwk: dict[str, str]
+    if isinstance(public_key, rsa.RSAPublicKey):
+        numbers = public_key.public_numbers()
+        jwk = {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+    else:
+        size = (public_key.curve.key_size + 7) // 8
+        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[public_key.curve.name]
+        ec_numbers = public_key.public_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": crv,
+            "x": base64.urlsafe_b64encode(ec_numbers.x.to_bytes(size, "big")).rstrip(b"=").decode(),
+            "y": base64.urlsafe_b64encode(ec_numbers.y.to_bytes(size, "big")).rstrip(b"=").decode(),
+        }
+    jwk["use"] = "sig"
+    if kid:
+        jwk["kid"] = kid
+    return jwk
 
 
 def _write_private(path: Path, text: str) -> None:

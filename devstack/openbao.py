@@ -10,6 +10,12 @@ made by `OpenBao.client()` likewise ignore the caller's environment (``VAULT_TOK
 ``REQUESTS_CA_BUNDLE``): they always talk straight to this server with an explicit token.
 
 Request counting (`OpenBao.request_count`) uses the server's own telemetry, see its docstring.
+
+With ``start_openbao(..., tls=True)`` the same server also listens with TLS on a second free port
+(`OpenBao.tls`): a throwaway CA (devstack/pki.py) signs the server certificate and client certificates,
+and the listener asks for client certificates, so Vault's ``cert`` auth method can be used. Helpers set
+up the other auth methods the tests log in with: userpass, jwt (against any OIDC provider or JWKS URL)
+and cert; `OpenBao.token_accessors()` lists the live tokens (to prove that none pile up).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import hvac
 import requests
 
 from devstack import procs
+from devstack.pki import CertFiles, CertificateAuthority
 from devstack.procs import Proc
 
 HTTP_TIMEOUT = 5.0
@@ -80,11 +87,25 @@ def _check_kv_version(kv_version: int) -> None:
         raise ValueError(f"kv_version must be 1 or 2, not {kv_version!r}")
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """The TLS listener of a server started with ``tls=True``: its URL, the CA that signed everything, a client cert."""
+
+    url: str
+    ca: CertificateAuthority = field(repr=False)
+    client: CertFiles
+
+    @property
+    def ca_path(self) -> str:
+        return str(self.ca.cert_path)
+
+
 @dataclass
 class OpenBao:
     url: str
     root_token: str
     proc: Proc
+    tls: TlsListener | None = None
     _http: requests.Session = field(default_factory=_session, repr=False)
 
     # ----------------------------------------------------------------------------------------------- clients
@@ -161,11 +182,13 @@ class OpenBao:
         policy_hcl: str,
         *,
         token_ttl: str = "1h",
+        token_max_ttl: str | None = None,
     ) -> tuple[str, str]:
         """Enable AppRole at ``approle/`` (if needed), write the policy, create or replace the role.
 
         Returns ``(role_id, secret_id)``. Tokens issued to the role carry `policy_name` (plus OpenBao's ``default``
-        policy) and live `token_ttl`. Each call generates a fresh secret_id; earlier ones stay valid.
+        policy) and live `token_ttl` (renewable up to `token_max_ttl`, when given). Each call generates a fresh
+        secret_id; earlier ones stay valid.
         """
         root = self.client()
         if "approle/" not in root.sys.list_auth_methods()["data"]:
@@ -176,10 +199,86 @@ class OpenBao:
             token_policies=[policy_name],
             token_ttl=token_ttl,
             mount_point="approle",
+            **({"token_max_ttl": token_max_ttl} if token_max_ttl else {}),
         )
         role_id = str(root.auth.approle.read_role_id(role_name, mount_point="approle")["data"]["role_id"])
         secret_id = str(root.auth.approle.generate_secret_id(role_name, mount_point="approle")["data"]["secret_id"])
         return role_id, secret_id
+
+    def _enable_auth(self, method: str, mount: str) -> None:
+        root = self.client()
+        if f"{mount.strip('/')}/" not in root.sys.list_auth_methods()["data"]:
+            root.sys.enable_auth_method(method, path=mount)
+
+    def setup_userpass(
+        self, username: str, password: str, policy_name: str, policy_hcl: str, *, mount: str = "userpass"
+    ) -> None:
+        """Enable userpass at `mount` (if needed), write the policy and create or replace the user."""
+        self._enable_auth("userpass", mount)
+        root = self.client()
+        root.sys.create_or_update_policy(name=policy_name, policy=policy_hcl)
+        root.auth.userpass.create_or_update_user(
+            username=username, password=password, policies=[policy_name], mount_point=mount
+        )
+
+    def setup_jwt(
+        self,
+        role: str,
+        policy_name: str,
+        policy_hcl: str,
+        *,
+        bound_audiences: Sequence[str],
+        bound_subject: str,
+        oidc_discovery_url: str | None = None,
+        jwks_url: str | None = None,
+        mount: str = "jwt",
+        token_ttl: str = "1h",
+    ) -> None:
+        """Enable the jwt auth method at `mount`, trusting an OIDC issuer (discovery) or a JWKS URL, and add a role.
+
+        The role accepts JWTs whose ``aud`` is one of `bound_audiences` and whose ``sub`` is `bound_subject`.
+        """
+        if (oidc_discovery_url is None) == (jwks_url is None):
+            raise ValueError("give exactly one of oidc_discovery_url and jwks_url")
+        self._enable_auth("jwt", mount)
+        root = self.client()
+        root.sys.create_or_update_policy(name=policy_name, policy=policy_hcl)
+        if oidc_discovery_url is not None:
+            root.auth.jwt.configure(oidc_discovery_url=oidc_discovery_url, path=mount)
+        else:
+            root.auth.jwt.configure(jwks_url=jwks_url, path=mount)
+        root.auth.jwt.create_role(
+            name=role,
+            role_type="jwt",
+            user_claim="sub",
+            bound_audiences=list(bound_audiences),
+            bound_subject=bound_subject,
+            token_policies=[policy_name],
+            token_ttl=token_ttl,
+            allowed_redirect_uris=[],
+            path=mount,
+        )
+
+    def setup_cert(
+        self, role: str, policy_name: str, policy_hcl: str, *, ca_pem: str, mount: str = "cert", token_ttl: str = "1h"
+    ) -> None:
+        """Enable the cert auth method at `mount` and trust client certificates signed by `ca_pem` for `role`."""
+        self._enable_auth("cert", mount)
+        root = self.client()
+        root.sys.create_or_update_policy(name=policy_name, policy=policy_hcl)
+        root.auth.cert.create_ca_certificate_role(
+            name=role, certificate=ca_pem, token_policies=[policy_name], token_ttl=token_ttl, mount_point=mount
+        )
+
+    def create_token(self, policies: Sequence[str], *, ttl: str = "1h", renewable: bool = True) -> str:
+        """A new token (child of root) carrying `policies`."""
+        resp = self.client().auth.token.create(policies=list(policies), ttl=ttl, renewable=renewable)
+        return str(resp["auth"]["client_token"])
+
+    def token_accessors(self) -> set[str]:
+        """Accessors of every live token (``LIST auth/token/accessors`` as root)."""
+        resp = self.client().auth.token.list_accessors()
+        return set(resp["data"]["keys"])
 
     @staticmethod
     def read_only_policy(mount: str, paths: Sequence[str], kv_version: int = 2) -> str:
@@ -273,16 +372,35 @@ def _free_port_pair() -> int:
     return procs.free_port()
 
 
-def start_openbao(workdir: Path, *, root_token: str | None = None, timeout: float = 30.0) -> OpenBao:
+def _tls_config(workdir: Path, ca: CertificateAuthority, port: int) -> Path:
+    """An extra TLS listener (server cert for 127.0.0.1 from `ca`; client certs of `ca` are asked for, not required)."""
+    server = ca.issue("openbao-server", server=True)
+    config = workdir / "tls-listener.hcl"
+    config.write_text(
+        f"""listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{port + 1}"
+  tls_cert_file = "{server.cert}"
+  tls_key_file = "{server.key}"
+  tls_client_ca_file = "{ca.cert_path}"
+}}
+"""
+    )
+    return config
+
+
+def start_openbao(workdir: Path, *, root_token: str | None = None, timeout: float = 30.0, tls: bool = False) -> OpenBao:
     """Start ``bao server -dev`` on a free 127.0.0.1 port; ready when ``/v1/sys/health`` answers 200.
 
     The root token is `root_token` or a random one. The log (which shows the root token and unseal key) goes to
-    ``workdir/openbao.log``.
+    ``workdir/openbao.log``. With `tls`, the server also listens with TLS on another free port (`OpenBao.tls`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     token = root_token if root_token is not None else secrets.token_hex(16)
     if not token:
         raise ValueError("root_token must not be empty")
+    ca = CertificateAuthority(workdir / "pki", "openbao") if tls else None
+    client_cert = ca.issue("airflow-client", server=False) if ca else None
     last_error: RuntimeError | None = None
     for _ in range(START_ATTEMPTS):  # the port pair may be taken between probing and binding
         port = _free_port_pair()
@@ -296,6 +414,11 @@ def start_openbao(workdir: Path, *, root_token: str | None = None, timeout: floa
             f"-dev-listen-address=127.0.0.1:{port}",
             "-dev-no-store-token",
         ]
+        tls_listener = None
+        if ca is not None and client_cert is not None:
+            tls_port = _free_port_pair()
+            argv.append(f"-config={_tls_config(workdir, ca, tls_port)}")
+            tls_listener = TlsListener(url=f"https://127.0.0.1:{tls_port}", ca=ca, client=client_cert)
         try:
             proc = procs.start(
                 "openbao",
@@ -311,6 +434,6 @@ def start_openbao(workdir: Path, *, root_token: str | None = None, timeout: floa
                 raise
             last_error = exc
             continue
-        return OpenBao(url=url, root_token=token, proc=proc)
+        return OpenBao(url=url, root_token=token, proc=proc, tls=tls_listener)
     assert last_error is not None
     raise last_error

@@ -14,11 +14,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import devstack.airflow  # noqa: E402
+from devstack.moto import Moto, start_moto  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
+from kong_secrets_backend import masking  # noqa: E402
 from kong_secrets_backend.cache.memory import PROCESS_TOKEN_CACHE  # noqa: E402
 from kong_secrets_backend.runtime import reset_runtimes  # noqa: E402
 from tests.leak_scan import LEAKS, RecordingHandler  # noqa: E402
-
 
 _RECORDER = RecordingHandler(LEAKS)
 
@@ -72,6 +73,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             auth = request.get("headers", {}).get("authorization", "")
             LEAKS.plant(auth.removeprefix("Bearer ").strip())
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    """A moto server (AWS Secrets Manager, STS, IAM) on a free loopback port, for the AWS source's tests."""
+    running = start_moto(tmp_path_factory.mktemp("moto"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def aws_env(moto: Moto, monkeypatch: pytest.MonkeyPatch) -> Moto:
+    """The standard boto3 chain reaches the moto server's test account (and nothing of the caller's AWS config)."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto.env().items():
+        monkeypatch.setenv(name, value)
+    return moto
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_secrets_masker() -> None:
+    """Airflow's masker recompiles one regex of every secret it holds on each new one: O(n^2) over a long
+    suite. Start each module with an empty masker; values are registered again when next parsed or minted."""
+    try:
+        from airflow.sdk._shared.secrets_masker import reset_secrets_masker
+    except ImportError:  # pragma: no cover
+        return
+    reset_secrets_masker()
+    masking._registered.clear()
 
 
 @pytest.fixture

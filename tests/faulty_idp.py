@@ -40,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, b"", Location="http://127.0.0.1:9/steal")
         elif fault == "invalid_client":
             self._send(401, json.dumps({"error": "invalid_client", "error_description": "bad secret"}).encode())
+        elif fault in ("unauthorized_client", "invalid_scope"):  # RFC 6749 §5.2 errors, answered with 400
+            description = f"{fault.replace('_', ' ')} for this client"
+            self._send(400, json.dumps({"error": fault, "error_description": description}).encode())
         elif fault == "html":
             self._send(200, b"<html>login page</html>", "text/html")
         elif fault == "no_access_token":

@@ -4,10 +4,14 @@
 //   {
 //     "issuer": "http://127.0.0.1:PORT", "port": PORT,
 //     "jwks": {"keys": [<private RSA JWK with kid, alg RS256, use sig>]},
-//     "clients": [{"client_id", "client_secret", "token_endpoint_auth_method", "scope", "access_token_ttl"}],
+//     "clients": [{"client_id", "client_secret", "token_endpoint_auth_method", "scope", "access_token_ttl",
+//                  "jwks" (public keys, for private_key_jwt)}],
 //     "audiences": ["https://api.example.test/orders", ...],
 //     "default_audience": "https://api.example.test/orders"
 //   }
+//
+// Client authentication: client_secret_basic, client_secret_post, client_secret_jwt (HS256/384/512 with the
+// client secret) and private_key_jwt (RS*/PS*/ES* with a key of the client's registered `jwks`).
 //
 // Only the client_credentials grant is enabled. Access tokens are RS256 JWTs for one audience (the RFC 8707
 // `resource` parameter, or the non-standard `audience` form field that Auth0/Okta/Keycloak clients send, or
@@ -28,7 +32,7 @@ import {
   parameters as clientCredentialsParameters,
 } from 'oidc-provider/lib/actions/grants/client_credentials.js';
 
-const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
+const AUTH_METHODS = new Set(['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt']);
 const TOKEN_PATH = '/token';
 
 function fail(message) {
@@ -39,12 +43,18 @@ function normaliseClient(raw) {
   if (typeof raw !== 'object' || raw === null) fail('client must be an object');
   const { client_id: clientId, client_secret: clientSecret } = raw;
   if (typeof clientId !== 'string' || !clientId) fail('client_id must be a non-empty string');
-  if (typeof clientSecret !== 'string' || !clientSecret) fail(`client ${clientId}: client_secret must be a non-empty string`);
 
   let methods = raw.token_endpoint_auth_methods ?? raw.token_endpoint_auth_method ?? 'client_secret_basic';
   if (!Array.isArray(methods)) methods = [methods];
-  if (!methods.length || !methods.every((m) => SECRET_METHODS.has(m))) {
-    fail(`client ${clientId}: token_endpoint_auth_method must be one of (or a list of) ${[...SECRET_METHODS].join(', ')}`);
+  if (!methods.length || !methods.every((m) => AUTH_METHODS.has(m))) {
+    fail(`client ${clientId}: token_endpoint_auth_method must be one of (or a list of) ${[...AUTH_METHODS].join(', ')}`);
+  }
+  const jwtMethod = methods.find((m) => m.endsWith('_jwt'));
+  if (jwtMethod && methods.length !== 1) fail(`client ${clientId}: ${jwtMethod} cannot be combined with other methods`);
+  if (jwtMethod === 'private_key_jwt') {
+    if (!Array.isArray(raw.jwks?.keys) || !raw.jwks.keys.length) fail(`client ${clientId}: private_key_jwt needs jwks.keys`);
+  } else if (typeof clientSecret !== 'string' || !clientSecret) {
+    fail(`client ${clientId}: client_secret must be a non-empty string`);
   }
 
   const scope = raw.scope ?? '';
@@ -65,7 +75,8 @@ function normaliseClient(raw) {
     // enforceClientPolicy() instead.
     metadata: {
       client_id: clientId,
-      client_secret: clientSecret,
+      ...(clientSecret ? { client_secret: clientSecret } : {}),
+      ...(jwtMethod === 'private_key_jwt' ? { jwks: raw.jwks } : {}),
       token_endpoint_auth_method: methods[0],
       grant_types: ['client_credentials'],
       response_types: [],
@@ -165,7 +176,9 @@ function enforceClientPolicy(ctx, client) {
   const own = clients.get(client.clientId);
   if (!own) throw new errors.InvalidClientAuth('client not found');
 
-  const used = ctx.headers.authorization !== undefined ? 'client_secret_basic' : 'client_secret_post';
+  let used;
+  if (ctx.oidc.params.client_assertion !== undefined) used = client.clientAuthMethod; // checked by oidc-provider
+  else used = ctx.headers.authorization !== undefined ? 'client_secret_basic' : 'client_secret_post';
   if (!own.authMethods.has(used)) {
     throw new errors.InvalidClientAuth(`client is not registered for ${used}`);
   }
@@ -188,6 +201,12 @@ const provider = new Provider(issuer, {
   clients: [],
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   findAccount: async () => undefined,
+  clientAuthMethods: [...AUTH_METHODS],
+  enabledJWA: {
+    clientAuthSigningAlgValues: [
+      'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512',
+    ],
+  },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },

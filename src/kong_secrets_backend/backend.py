@@ -8,8 +8,11 @@ from typing import Any, TypeVar
 
 from airflow.secrets import BaseSecretsBackend
 
+from kong_secrets_backend import metrics
+from kong_secrets_backend.airflow_compat import connection_class
+from kong_secrets_backend.cache.connections import ConnectionMemo
 from kong_secrets_backend.config import BackendConfig, parse_backend_kwargs
-from kong_secrets_backend.errors import ConfigError, KongAuthError
+from kong_secrets_backend.errors import AccessDenied, ConfigError, KongAuthError, airflow_access_denied
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.resolver import Resolver
 from kong_secrets_backend.runtime import runtime_for
@@ -29,6 +32,7 @@ class KongSecretsBackend(BaseSecretsBackend):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
+        self._connections = ConnectionMemo()
         self._config: BackendConfig | None = None
         self._config_error: ConfigError | None = None
         try:
@@ -52,9 +56,18 @@ class KongSecretsBackend(BaseSecretsBackend):
     # -- Airflow's interface ----------------------------------------------------------------------
 
     def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
-        """Airflow's own ``get_connection``, minus its per-call signature inspection (hot path)."""
+        """Airflow's own ``get_connection``, minus its per-call signature inspection (hot path); a Kong
+        connection unchanged since the last call is copied rather than parsed again (cache/connections.py)."""
         value = self.get_conn_value(conn_id, team_name)
-        return self.deserialize_connection(conn_id=conn_id, value=value) if value else None
+        if not value:
+            return None
+        return self._connections.connection(
+            conn_id,
+            team_name,
+            value,
+            connection_class(self),
+            lambda: self.deserialize_connection(conn_id=conn_id, value=value),
+        )
 
     def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         return self._logged("connections", conn_id, team_name, lambda r: r.conn_value(conn_id, team_name))
@@ -74,6 +87,7 @@ class KongSecretsBackend(BaseSecretsBackend):
         try:
             return lookup(self.resolver)
         except KongAuthError as exc:
+            metrics.error(exc.reason)
             log.error(
                 "kong-secrets-backend: cannot resolve %s %r (path %s): %s [%s]",
                 _KIND_LABEL[kind],
@@ -82,7 +96,21 @@ class KongSecretsBackend(BaseSecretsBackend):
                 exc,
                 exc.reason,
             )
+            if isinstance(exc, AccessDenied):
+                raise airflow_access_denied(str(exc)) from None
             raise
+        except Exception as exc:
+            # Not one of ours: its text may quote a secret (a codec error shows the string it choked on),
+            # so only its type is reported, and it is replaced rather than chained.
+            metrics.error("internal")
+            log.error(
+                "kong-secrets-backend: cannot resolve %s %r (path %s): unexpected %s [internal]",
+                _KIND_LABEL[kind],
+                key,
+                self._describe(kind, key, team_name),
+                type(exc).__name__,
+            )
+            raise KongAuthError(f"unexpected {type(exc).__name__} while resolving", reason="internal") from None
 
     def _describe(self, kind: str, key: str, team_name: str | None) -> str:
         if self._config is None:

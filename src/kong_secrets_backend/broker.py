@@ -1,10 +1,16 @@
 """The token broker: serve a cached token while it is fresh, refresh it once when it is not.
 
-- fresh: served from the cache, no lock taken (the hot path);
-- advisory window: one caller refreshes; everyone else keeps the current token, and if the refresh
-  fails the current token is still served (the identity provider may be down);
-- mandatory window or no token: callers wait for the one minting caller (single flight) and a failure
-  is raised.
+Two tiers: the process's :class:`~kong_secrets_backend.cache.memory.MemoryTokenCache`, and with
+``token_cache: "file"`` or a Redis URL a shared :class:`~kong_secrets_backend.cache.TokenCache` behind it.
+
+- fresh (before this process's jittered refresh point): served from memory, no lock, no I/O (the hot path);
+- otherwise the shared cache is read first: another process or host may already hold a newer token;
+- advisory window: one caller refreshes (a non-blocking lock in the process, then in the shared cache);
+  everybody else keeps the current token, and if the refresh fails the current token is still served
+  (the identity provider may be down) and the next attempt waits a few seconds;
+- mandatory window or no token: callers wait for the one minting caller (single flight in the process,
+  then across processes and hosts), then read what it minted. A waiter that has waited half its deadline
+  mints for itself: a stuck peer delays a resolution but never fails it.
 """
 
 from __future__ import annotations
@@ -13,62 +19,125 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from kong_secrets_backend import metrics
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError
 
 if TYPE_CHECKING:
     from kong_secrets_backend.cache import TokenCache
+    from kong_secrets_backend.cache.memory import CachedToken, MemoryTokenCache
     from kong_secrets_backend.deadline import Deadline
     from kong_secrets_backend.flows import TokenFlow
     from kong_secrets_backend.tokens import RefreshPolicy, Token
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER_FAILED_REFRESH = 5.0  # seconds between advisory refresh attempts while the IdP fails
+LOCK_HOLD_MARGIN = 1.0  # a shared lock outlives the holder's deadline by this much, then expires
+
 
 class TokenBroker:
-    def __init__(self, cache: TokenCache, policy: RefreshPolicy) -> None:
-        self.cache = cache
+    def __init__(self, cache: MemoryTokenCache, policy: RefreshPolicy, shared: TokenCache | None = None) -> None:
+        self.cache = cache  # this process's tokens, in front of every mode
         self.policy = policy
+        self.shared = shared  # the host's (file) or fleet's (redis) cache, or None (memory)
         self.mints = 0
 
     def token(self, flow: TokenFlow, deadline: Deadline, *, label: str = "") -> Token:
         key = flow.cache_key()
-        current = self.cache.get(key)
-        if current is not None and self.policy.fresh(current):
-            return current
-        if current is not None and self.policy.usable(current):
+        entry = self.cache.entry(key)
+        if entry is not None and time.time() < entry.refresh_at:
+            metrics.cache_hit(flow.name)
+            return entry.token
+        return self._refresh(flow, key, deadline, label)
+
+    # -- the slow path ----------------------------------------------------------------------------
+
+    def _refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Token:
+        shared, secret = self._shared_for(flow)
+        current = self._usable_local(key)
+        if shared is not None:
+            found = shared.get(key, secret)
+            if found is not None and (current is None or found.expires_at > current.expires_at):
+                entry = self._remember(key, found)
+                if time.time() < entry.refresh_at:
+                    metrics.cache_hit(flow.name)
+                    return found
+                current = found if time.time() < entry.usable_until else current
+        if current is not None:
             return self._advisory_refresh(flow, key, current, deadline, label)
+        return self._mandatory_refresh(flow, key, deadline, label)
+
+    def _advisory_refresh(self, flow: TokenFlow, key: str, current: Token, deadline: Deadline, label: str) -> Token:
+        shared, secret = self._shared_for(flow)
+        with self.cache.lock(key, timeout=0) as acquired:
+            if not acquired:  # another thread of this process is refreshing: keep serving the current token
+                return current
+            latest = self.cache.entry(key)
+            if latest is not None and latest.token.expires_at > current.expires_at:
+                return latest.token  # refreshed by another thread meanwhile
+            if shared is None:
+                return self._mint_or_keep(flow, key, current, deadline, label)
+            with shared.lock(key, timeout=0, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
+                if not got_shared:  # another process or host is refreshing
+                    return current
+                found = shared.get(key, secret)
+                if found is not None and found.expires_at > current.expires_at:
+                    self._remember(key, found)
+                    return found
+                return self._mint_or_keep(flow, key, current, deadline, label)
+
+    def _mandatory_refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Token:
+        shared, secret = self._shared_for(flow)
         with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
             if not acquired:
                 raise DeadlineExceeded("timed out waiting for another resolution to mint the token")
-            current = self.cache.get(key)
-            if current is not None and self.policy.usable(current):
+            current = self._usable_local(key)
+            if current is not None:  # minted by another thread while this one waited
                 return current
-            return self._mint(flow, key, deadline, label)
-
-    def _advisory_refresh(self, flow: TokenFlow, key: str, current: Token, deadline: Deadline, label: str) -> Token:
-        with self.cache.lock(key, timeout=0) as acquired:
-            if not acquired:  # somebody else is refreshing: keep serving the current token
-                return current
-            latest = self.cache.get(key)
-            if latest is not None and self.policy.fresh(latest):
-                return latest
-            try:
+            if shared is None:
                 return self._mint(flow, key, deadline, label)
-            except KongAuthError as exc:
-                log.warning(
-                    "kong-secrets-backend: refreshing the token for %s failed (%s); serving the current token, "
-                    "valid for %.0fs more",
-                    label or flow.name,
-                    exc,
-                    current.remaining(),
-                )
-                return current
+            wait = max(0.0, deadline.remaining() / 2)
+            with shared.lock(key, timeout=wait, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
+                found = shared.get(key, secret)
+                if found is not None and self.policy.usable(found):
+                    self._remember(key, found)
+                    metrics.cache_hit(flow.name)
+                    return found
+                if not got_shared:
+                    log.info(
+                        "kong-secrets-backend: waited %.1fs for another process to mint the token for %s; "
+                        "minting it here",
+                        wait,
+                        label or flow.name,
+                    )
+                return self._mint(flow, key, deadline, label)
+
+    def _mint_or_keep(self, flow: TokenFlow, key: str, current: Token, deadline: Deadline, label: str) -> Token:
+        try:
+            return self._mint(flow, key, deadline, label)
+        except KongAuthError as exc:
+            log.warning(
+                "kong-secrets-backend: refreshing the token for %s failed (%s); serving the current token, "
+                "valid for %.0fs more",
+                label or flow.name,
+                exc,
+                current.remaining(),
+            )
+            entry = self.cache.entry(key)
+            if entry is not None and entry.token is current:  # back off: do not ask a failing IdP on every call
+                retry_at = min(time.time() + RETRY_AFTER_FAILED_REFRESH, entry.usable_until)
+                self.cache.put(key, current, refresh_at=retry_at, usable_until=entry.usable_until)
+            return current
 
     def _mint(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Token:
         started = time.monotonic()
         token = flow.mint(deadline)
-        self.cache.put(key, token)
+        self._remember(key, token)
+        shared, secret = self._shared_for(flow)
+        if shared is not None:
+            shared.put(key, secret, token)
         self.mints += 1
+        metrics.mint(flow.name, time.monotonic() - started)
         log.info(
             "kong-secrets-backend: minted a %s token for %s in %.0f ms, expires in %.0fs%s",
             flow.name,
@@ -78,3 +147,26 @@ class TokenBroker:
             f", kid {token.kid}" if token.kid else "",
         )
         return token
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _remember(self, key: str, token: Token) -> CachedToken:
+        return self.cache.put(
+            key, token, refresh_at=self.policy.refresh_at(token), usable_until=self.policy.usable_until(token)
+        )
+
+    def _usable_local(self, key: str) -> Token | None:
+        entry = self.cache.entry(key)
+        if entry is not None and time.time() < entry.usable_until:
+            return entry.token
+        return None
+
+    def _shared_for(self, flow: TokenFlow) -> tuple[TokenCache | None, bytes]:
+        """The shared cache and the flow's sealing secret; (None, b"") when the token stays in this process."""
+        if self.shared is None:
+            return None, b""
+        cache_secret = getattr(flow, "cache_secret", None)  # flows without one keep their tokens in memory
+        secret = cache_secret() if cache_secret is not None else None
+        if not secret:
+            return None, b""
+        return self.shared, secret

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from kong_secrets_backend.errors import SecretFormatError
@@ -19,8 +20,31 @@ def plain_conn_value(data: dict[str, Any]) -> str:
     return json.dumps(data)
 
 
-def kong_conn_value(data: dict[str, Any], *, header_name: str, header_value: str, conn_id: str) -> str:
-    """JSON for Connection.from_json: the secret's fields minus kong_auth, login/password emptied, header added."""
+def check_kong_connection_fields(data: dict[str, Any]) -> None:
+    """Refuse, before any token is minted, a Kong connection that could not be returned."""
+    if data.get("conn_uri"):
+        raise SecretFormatError("kong_auth cannot be combined with conn_uri; store the connection as JSON fields")
+    _extra_dict(data.get("extra"))
+    port = data.get("port")
+    if port not in (None, "") and not (
+        (isinstance(port, int) and not isinstance(port, bool)) or (isinstance(port, str) and port.isdigit())
+    ):
+        raise SecretFormatError("port must be an integer")
+
+
+def kong_conn_value(
+    data: dict[str, Any],
+    *,
+    header_name: str,
+    header_value: str,
+    conn_id: str,
+    extra_headers: Mapping[str, str] | None = None,
+) -> str:
+    """JSON for Connection.from_json: the secret's fields minus kong_auth, login/password emptied, header added.
+
+    ``extra_headers`` (correlation headers, see trace_headers.py) replace same-named extras, case-insensitively,
+    but never the auth header.
+    """
     if data.get("conn_uri"):
         raise SecretFormatError("kong_auth cannot be combined with conn_uri; store the connection as JSON fields")
     out = {k: v for k, v in data.items() if k != "kong_auth"}
@@ -33,6 +57,12 @@ def kong_conn_value(data: dict[str, Any], *, header_name: str, header_value: str
     for existing in [k for k in extra if k.lower() == header_name.lower()]:
         del extra[existing]
     extra[header_name] = header_value
+    for name, value in (extra_headers or {}).items():
+        if name.lower() == header_name.lower():
+            continue
+        for existing in [k for k in extra if k.lower() == name.lower()]:
+            del extra[existing]
+        extra[name] = value
     out["extra"] = extra
     return json.dumps(out)
 

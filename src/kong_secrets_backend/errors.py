@@ -68,3 +68,19 @@ class DeadlineExceeded(KongAuthError):
     """The resolution ran past its deadline."""
 
     reason = "deadline"
+
+
+class AccessDenied(KongAuthError):
+    """``allowed_dags`` refuses this resolution; raised to Airflow as AirflowSecretsBackendAccessDenied."""
+
+    reason = "access_denied"
+
+
+def airflow_access_denied(message: str) -> Exception:
+    """Airflow's AirflowSecretsBackendAccessDenied (task SDK >= 1.2.2), else a PermissionError."""
+    try:
+        from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
+
+        return AirflowSecretsBackendAccessDenied(message)
+    except ImportError:  # pragma: no cover - older task SDKs do not have it
+        return PermissionError(message)

@@ -43,6 +43,11 @@ class HttpTransport:
         self._pid = 0
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child (runtime.py's at-fork hook): a new lock and, on first use, a new session."""
+        self._lock = threading.Lock()
+        self._session = None
+
     def _get_session(self) -> requests.Session:
         if self._session is None or self._pid != os.getpid():
             with self._lock:
@@ -80,7 +85,29 @@ class HttpTransport:
         with resp:
             return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, deadline))
 
-    def _read_capped(self, resp: requests.Response, deadline: Deadline) -> bytes:
+    def get(self, url: str, *, deadline: Deadline, what: str = "discovery endpoint") -> HttpResponse:
+        """A bounded GET with the same rules as post_form (no redirects, size cap, deadline); no credentials sent."""
+        import requests
+
+        session = self._get_session()
+        read_timeout = deadline.timeout(what=f"the {what} request")
+        try:
+            resp = session.get(
+                url,
+                headers={"Accept": "application/json"},
+                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                allow_redirects=False,
+                stream=True,
+                verify=self.verify,
+            )
+        except requests.Timeout as exc:
+            raise DeadlineExceeded(f"{what} did not answer within {read_timeout:.1f}s") from exc
+        except requests.RequestException as exc:
+            raise TokenEndpointError(f"{what} unreachable: {type(exc).__name__}", reason="idp_unreachable") from exc
+        with resp:
+            return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, deadline, what=what))
+
+    def _read_capped(self, resp: requests.Response, deadline: Deadline, *, what: str = "token endpoint") -> bytes:
         """Read at most max_bytes before the deadline, whatever the peer does.
 
         ``read1`` returns as soon as any bytes arrive, so the deadline is checked between reads; a
@@ -89,7 +116,7 @@ class HttpTransport:
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_bytes:
             raise TokenEndpointError(
-                f"token endpoint response of {int(length)} bytes exceeds the {self.max_bytes}-byte cap",
+                f"{what} response of {int(length)} bytes exceeds the {self.max_bytes}-byte cap",
                 reason="idp_oversized",
                 status=resp.status_code,
             )
@@ -112,7 +139,7 @@ class HttpTransport:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise TokenEndpointError(
-                        f"token endpoint response exceeds the {self.max_bytes}-byte cap",
+                        f"{what} response exceeds the {self.max_bytes}-byte cap",
                         reason="idp_oversized",
                         status=resp.status_code,
                     )
@@ -125,12 +152,12 @@ class HttpTransport:
         except Exception as exc:  # urllib3 / http.client errors while the peer misbehaves
             if not timed_out.is_set():
                 raise TokenEndpointError(
-                    f"token endpoint response broke off: {type(exc).__name__}", reason="idp_unreachable"
+                    f"{what} response broke off: {type(exc).__name__}", reason="idp_unreachable"
                 ) from exc
         finally:
             watchdog.cancel()
         if timed_out.is_set():
-            raise DeadlineExceeded("token endpoint response was still arriving at the deadline")
+            raise DeadlineExceeded(f"{what} response was still arriving at the deadline")
         return b"".join(chunks)
 
 

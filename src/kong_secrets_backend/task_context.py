@@ -6,6 +6,9 @@ task (the CLI, the scheduler, a triggerer without context) there is none.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +22,29 @@ class TaskIdentity:
     map_index: int | None = None
 
 
+# Set by `task_override` (the check command's --dag-id): resolve as if inside that task.
+_OVERRIDE: ContextVar[TaskIdentity | None] = ContextVar("kong_secrets_backend_task_override", default=None)
+
+
+@contextmanager
+def task_override(identity: TaskIdentity) -> Iterator[TaskIdentity]:
+    """Within this block (this thread / asyncio task), `current_task()` returns ``identity``.
+
+    The seam for tools that resolve outside Airflow's task context, e.g. ``kong-secrets-backend check
+    --dag-id``. Not a security boundary: code in the worker could fake Airflow's own context just as well.
+    """
+    token = _OVERRIDE.set(identity)
+    try:
+        yield identity
+    finally:
+        _OVERRIDE.reset(token)
+
+
 def current_task() -> TaskIdentity | None:
-    """The running task's identity, or None outside a task. Never raises."""
+    """The running task's identity (or the `task_override`), or None outside a task. Never raises."""
+    override = _OVERRIDE.get()
+    if override is not None:
+        return override
     try:
         from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
     except ImportError:  # pragma: no cover - other Airflow layouts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,10 +46,20 @@ class Token:
 
 @dataclass(frozen=True)
 class RefreshPolicy:
-    """Advisory margin = min(max(min_margin, fraction * lifetime), lifetime / 2); mandatory = a fifth of that."""
+    """When to refresh a token, in the manner of botocore's refreshable credentials.
+
+    - advisory margin = min(max(min_margin, fraction * lifetime), lifetime / 2): inside it one caller
+      refreshes and everybody keeps the current token, also when the refresh fails;
+    - mandatory margin = a fifth of that: inside it the token is not served any more;
+    - jitter: each process starts its advisory refresh up to ``jitter`` x the advisory margin earlier, at a
+      random point drawn per token (:meth:`refresh_at`), so that the processes and hosts holding the same
+      token do not all try to refresh it at the same moment. Jitter only ever moves a refresh earlier, and
+      never before half the token's lifetime.
+    """
 
     min_margin: float = 60.0
     fraction: float = 0.1
+    jitter: float = 0.5
 
     def advisory_margin(self, token: Token) -> float:
         lifetime = token.lifetime
@@ -58,12 +69,24 @@ class RefreshPolicy:
         return self.advisory_margin(token) / 5
 
     def fresh(self, token: Token, now: float | None = None) -> bool:
-        """Serve without trying to refresh."""
+        """Serve without trying to refresh (the advisory point without jitter)."""
         return token.remaining(now) > self.advisory_margin(token)
 
     def usable(self, token: Token, now: float | None = None) -> bool:
         """Still good enough to serve when a refresh fails."""
         return token.remaining(now) > self.mandatory_margin(token)
+
+    def refresh_at(self, token: Token, u: float | None = None) -> float:
+        """The time at which this process should start refreshing token (``u`` in [0, 1), random by default)."""
+        margin = self.advisory_margin(token)
+        if self.jitter > 0:
+            draw = random.random() if u is None else u
+            margin = min(margin * (1 + self.jitter * draw), max(margin, token.lifetime / 2))
+        return token.expires_at - margin
+
+    def usable_until(self, token: Token) -> float:
+        """The time after which token is not served any more (the mandatory window starts)."""
+        return token.expires_at - self.mandatory_margin(token)
 
 
 def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -43,3 +43,13 @@ def test_jwt_parts_reads_header_and_payload_without_verifying() -> None:
 def test_jwt_parts_of_an_opaque_token_is_none() -> None:
     assert jwt_parts("opaque-token") is None
     assert jwt_parts("a.b.c") is None
+
+
+def test_jitter_only_moves_the_refresh_earlier_and_never_before_half_the_lifetime() -> None:
+    policy = RefreshPolicy(min_margin=60, jitter=0.5)
+    long, short = _token(300, 300), _token(30, 30)
+    assert policy.refresh_at(long, u=0) == long.expires_at - 60
+    assert policy.refresh_at(long, u=0.999) == long.expires_at - 60 * (1 + 0.5 * 0.999)
+    assert policy.refresh_at(short, u=0.999) == short.expires_at - 15  # the margin is already half the lifetime
+    assert RefreshPolicy(jitter=0).refresh_at(long) == long.expires_at - 60
+    assert policy.usable_until(long) == long.expires_at - 12

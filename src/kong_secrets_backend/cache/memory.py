@@ -1,56 +1,111 @@
-"""The per-process token cache: one for the whole process, whichever backend instance Airflow built."""
+"""The per-process token cache: one for the whole process, whichever backend instance Airflow built.
+
+It sits in front of every ``token_cache`` mode (``memory`` is this cache alone): a hot resolution is one
+dict lookup and one float comparison, without a lock. Each entry carries the time at which *this* process
+should start refreshing it (jittered, see :meth:`~kong_secrets_backend.tokens.RefreshPolicy.refresh_at`)
+and the time after which it must not be served any more.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from cachetools import TLRUCache
+from dataclasses import dataclass
 
 from kong_secrets_backend.tokens import Token
 
 _MAX_ENTRIES = 4096
 
 
-def _time_to_use(_key: str, token: Token, now: float) -> float:
-    return token.expires_at
+@dataclass(frozen=True)
+class CachedToken:
+    token: Token
+    refresh_at: float  # start refreshing (advisory window, jittered per process)
+    usable_until: float  # not served any more (mandatory window)
 
 
 class MemoryTokenCache:
-    """Tokens held until they expire (cachetools' TLRU), with a lock per key for single flight."""
+    """Tokens held until they expire, with a lock per key for single flight among the process's threads."""
 
     def __init__(self, maxsize: int = _MAX_ENTRIES) -> None:
-        self._tokens: TLRUCache[str, Token] = TLRUCache(maxsize=maxsize, ttu=_time_to_use, timer=time.time)
+        self.maxsize = maxsize
+        self._entries: dict[str, CachedToken] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        _INSTANCES.add(self)
 
     def __repr__(self) -> str:
-        return f"MemoryTokenCache(entries={len(self._tokens)})"
+        return f"MemoryTokenCache(entries={len(self._entries)})"
+
+    def entry(self, key: str) -> CachedToken | None:
+        """The entry for key, expired or not (the hot path: a dict read, no lock)."""
+        return self._entries.get(key)
 
     def get(self, key: str) -> Token | None:
-        with self._guard:
-            return self._tokens.get(key)
+        """The cached token for key, or None (expired tokens are never returned)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.token.expired():
+            return None
+        return entry.token
 
-    def put(self, key: str, token: Token) -> None:
+    def put(
+        self, key: str, token: Token, *, refresh_at: float | None = None, usable_until: float | None = None
+    ) -> CachedToken:
+        entry = CachedToken(
+            token,
+            token.expires_at if refresh_at is None else refresh_at,
+            token.expires_at if usable_until is None else usable_until,
+        )
         with self._guard:
-            self._tokens[key] = token
+            self._entries[key] = entry
+            if len(self._entries) > self.maxsize:
+                self._evict()
+        return entry
 
     def clear(self) -> None:
         with self._guard:
-            self._tokens.clear()
+            self._entries.clear()
+
+    def _evict(self) -> None:
+        now = time.time()
+        for key in [k for k, e in self._entries.items() if e.token.expires_at <= now]:
+            del self._entries[key]
+        while len(self._entries) > self.maxsize:  # oldest first (dicts keep insertion order)
+            del self._entries[next(iter(self._entries))]
+        for key in [k for k, lock in self._locks.items() if k not in self._entries and not lock.locked()]:
+            del self._locks[key]
 
     @contextmanager
     def lock(self, key: str, *, timeout: float) -> Iterator[bool]:
+        """Hold the key's mint lock; yields False when it could not be had within timeout (0: do not wait)."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        acquired = lock.acquire(timeout=max(0.0, timeout)) if timeout > 0 else lock.acquire(blocking=False)
+        acquired = lock.acquire(timeout=timeout) if timeout > 0 else lock.acquire(blocking=False)
         try:
             yield acquired
         finally:
             if acquired:
                 lock.release()
 
+    def after_fork(self) -> None:
+        """In a forked child: new locks (another thread may have held one at the fork); tokens stay valid."""
+        self._guard = threading.Lock()
+        self._locks = {}
+
+
+_INSTANCES: weakref.WeakSet[MemoryTokenCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_INSTANCES):
+        cache.after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # Celery prefork: the child must not inherit a lock held by a vanished thread
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 PROCESS_TOKEN_CACHE = MemoryTokenCache()

@@ -1,7 +1,9 @@
 """Secret sources: where connection secrets and Kong credentials are read from.
 
 A source reads one secret by kind and key and returns its fields plus where it came from; it knows
-nothing of Kong. ``build_source`` picks the implementation lazily, so a Vault user never imports boto3.
+nothing of Kong. Each source reads exactly as the official Airflow backend of the same store does
+(``VaultBackend``, ``SecretsManagerBackend``). ``build_source`` picks the implementation lazily, so a
+Vault user never imports boto3 and an AWS user never imports hvac.
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ if TYPE_CHECKING:
     from kong_secrets_backend.deadline import Deadline
 
 SecretKind = Literal["connections", "variables", "config"]
+SOURCES = ("vault", "aws")
 
 
 @dataclass(frozen=True)
 class SecretRecord:
-    """One secret's fields, the path it was read from, and its version when the source has one."""
+    """One secret's fields, the path it was read from, and its version when the source has one.
+
+    ``plain`` is what the official backend returns from ``get_conn_value`` for this secret when it
+    holds no ``kong_auth`` (for Vault that is derived from ``data``; AWS keeps the raw SecretString or
+    its re-keyed JSON). None means "derive it from data".
+    """
 
     data: dict[str, Any] = field(repr=False)
     path: str
     version: str | None = None
+    plain: str | None = field(default=None, repr=False)
 
 
 class SecretSource(Protocol):
@@ -42,4 +51,9 @@ def build_source(config: BackendConfig) -> SecretSource:
 
         assert config.vault is not None
         return VaultSource(config.vault)
+    if config.source == "aws":
+        from kong_secrets_backend.sources.aws import AwsSource
+
+        assert config.aws is not None
+        return AwsSource(config.aws, deadline=config.deadline)
     raise ValueError(f"unknown source {config.source!r}")  # parse_backend_kwargs refuses it first

@@ -1,19 +1,20 @@
 """HashiCorp Vault (or OpenBao) KV v1/v2 as a secret source, with the path semantics of Airflow's VaultBackend.
 
-One authenticated hvac client per process and settings: logged in on first use, reused after, and
-logged in again once when Vault answers 403.
+Paths: ``<mount>/<base path>[/<team>]/<key>`` for each base path in order (a list of paths is tried in
+order; ``mount_point`` None takes the mount from the key's first segment), exactly as VaultBackend builds
+them, including its multi-team rules. The login and the token's life are in ``vault_session.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from kong_secrets_backend.airflow_compat import multi_team_enabled
 from kong_secrets_backend.errors import SourceError
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources import SecretKind, SecretRecord
+from kong_secrets_backend.sources.vault_session import VaultSession, unreachable_error
 
 if TYPE_CHECKING:
     import hvac
@@ -23,21 +24,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_TIMEOUT = 5.0  # seconds per Vault request, always further bounded by the resolution deadline
-
 
 class VaultSource:
     """Reads secrets from Vault KV the way ``airflow.providers.hashicorp.secrets.vault.VaultBackend`` does."""
 
     def __init__(self, settings: VaultSettings) -> None:
         self.settings = settings
-        self._client: hvac.Client | None = None
-        self._lock = threading.Lock()
-        self.logins = 0  # how many times this process logged in (observability and tests)
+        self.session = VaultSession(settings)
         mask(*settings.auth.secret_values())
 
     def __repr__(self) -> str:
         return f"VaultSource(url={self.settings.url!r}, auth_type={self.settings.auth.type!r})"
+
+    def after_fork(self) -> None:
+        """In a forked child (runtime.py's at-fork hook)."""
+        self.session.after_fork()
+
+    @property
+    def logins(self) -> int:
+        """How many times this process logged in to Vault with these settings."""
+        return self.session.logins
+
+    @property
+    def _client(self) -> hvac.Client | None:
+        return self.session.client
 
     # -- paths, as VaultBackend builds them -------------------------------------------------------
 
@@ -61,18 +71,21 @@ class VaultSource:
         mount, key_part = self._split_mount(key)
         if not base_paths or mount is None or key_part is None:
             return []
-        team_scoped = kind != "config" and self.settings.use_team_secrets_path and multi_team_enabled()
-        if team_scoped and team_name is None and "/" in key_part:
-            log.warning(
-                "Secret id %r contains '/' and is looked up with no team. In multi-team mode it can resolve "
-                "a team's secret under the base path, so it is not looked up.",
-                key,
-            )
-            return []
+        if kind != "config" and self.settings.use_team_secrets_path and multi_team_enabled():
+            if team_name is None and "/" in key_part:
+                log.warning(
+                    "Secret id %r contains '/' and is looked up with no team. In multi-team mode it can resolve "
+                    "a team's secret under the base path, so it is not looked up.",
+                    key,
+                )
+                return []
+            team = team_name
+        else:
+            team = None
         out = []
         for base in base_paths:
-            if team_scoped and team_name is not None:
-                base = f"{base}/{team_name}"
+            if team is not None:
+                base = f"{base}/{team}"
             out.append((mount, key_part if base == "" else f"{base}/{key_part}"))
         return out
 
@@ -97,6 +110,57 @@ class VaultSource:
             raise SourceError(f"path {path!r} names no KV mount (mount_point is None)", reason="bad_path")
         return self._read(mount, key_part, deadline)
 
+    # -- identity tokens (kong_auth flow vault_identity) -------------------------------------------
+
+    def sign_identity_token(self, role: str, deadline: Deadline) -> str:
+        """An identity token signed by Vault for this backend's own Vault identity (``identity/oidc/token/<role>``)."""
+        import hvac.exceptions
+
+        where = f"identity/oidc/token/{role}"
+        try:
+            response = self._with_reauth(
+                lambda client: client.secrets.identity.generate_signed_id_token(role), deadline
+            )
+        except hvac.exceptions.Forbidden as exc:
+            raise SourceError(
+                f"Vault denied {where}: the policy of the backend's Vault login must allow read on it",
+                reason="vault_forbidden",
+            ) from exc
+        except (hvac.exceptions.InvalidPath, hvac.exceptions.InvalidRequest) as exc:
+            raise SourceError(
+                f"Vault refused {where}: no such identity OIDC role, or the login has no identity entity "
+                f"({type(exc).__name__})",
+                reason="vault_identity_role",
+            ) from exc
+        except hvac.exceptions.VaultError as exc:
+            raise SourceError(f"Vault error on {where}: {type(exc).__name__}", reason="vault_error") from exc
+        except OSError as exc:
+            raise SourceError(
+                f"Vault at {self.settings.url} unreachable on {where}: {type(exc).__name__}", reason="vault_unreachable"
+            ) from exc
+        token = ((response or {}).get("data") or {}).get("token") if isinstance(response, dict) else None
+        if not isinstance(token, str) or not token:
+            raise SourceError(f"Vault answered {where} without a token", reason="vault_identity_token")
+        mask(token)
+        return token
+
+    def identity_jwks(self, deadline: Deadline) -> dict[str, Any]:
+        """Vault's identity token verification keys (``identity/oidc/.well-known/keys``, a JWKS)."""
+        import hvac.exceptions
+
+        where = "identity/oidc/.well-known/keys"
+        try:
+            response = self._with_reauth(lambda client: client.secrets.identity.read_active_public_keys(), deadline)
+        except hvac.exceptions.VaultError as exc:
+            raise SourceError(f"Vault error on {where}: {type(exc).__name__}", reason="vault_error") from exc
+        except OSError as exc:
+            raise SourceError(
+                f"Vault at {self.settings.url} unreachable on {where}: {type(exc).__name__}", reason="vault_unreachable"
+            ) from exc
+        if not isinstance(response, dict) or not isinstance(response.get("keys"), list):
+            raise SourceError(f"Vault answered {where} without a JWKS", reason="vault_identity_token")
+        return response
+
     def _read(self, mount: str, path: str, deadline: Deadline) -> SecretRecord | None:
         import hvac.exceptions
 
@@ -114,11 +178,8 @@ class VaultSource:
         except hvac.exceptions.VaultError as exc:
             raise SourceError(f"Vault error reading {full}: {type(exc).__name__}", reason="vault_error") from exc
         except OSError as exc:  # requests' ConnectionError/Timeout derive from OSError
-            raise SourceError(
-                f"Vault at {self.settings.url} unreachable reading {full}: {type(exc).__name__}",
-                reason="vault_unreachable",
-            ) from exc
-        if response is None:
+            raise unreachable_error(self.settings.url, f"reading {full}", exc) from exc
+        if not isinstance(response, dict):
             return None
         if self.settings.kv_engine_version == 1:
             data, version = response.get("data"), None
@@ -131,79 +192,11 @@ class VaultSource:
             return None
         return SecretRecord(data=data, path=full, version=version)
 
-    def _kv_read(self, client: hvac.Client, mount: str, path: str) -> dict[str, Any] | None:
+    def _kv_read(self, client: hvac.Client, mount: str, path: str) -> Any:
         if self.settings.kv_engine_version == 1:
             return client.secrets.kv.v1.read_secret(path=path, mount_point=mount)
         return client.secrets.kv.v2.read_secret_version(path=path, mount_point=mount, raise_on_deleted_version=True)
 
-    # -- the client and its login -----------------------------------------------------------------
-
     def _with_reauth(self, operation: Any, deadline: Deadline) -> Any:
-        import hvac.exceptions
-
-        client = self._authenticated_client(deadline)
-        try:
-            return operation(self._bounded(client, deadline))
-        except hvac.exceptions.Forbidden:
-            log.info("Vault answered 403; logging in again once")
-            client = self._authenticated_client(deadline, stale=client)
-            return operation(self._bounded(client, deadline))
-
-    def _bounded(self, client: hvac.Client, deadline: Deadline) -> hvac.Client:
-        cap = float(self.settings.client_kwargs.get("timeout", _DEFAULT_TIMEOUT))
-        # hvac keeps per-request options in the adapter; bound this request by what is left of the deadline.
-        client.adapter._kwargs["timeout"] = deadline.timeout(cap, what="a Vault request")
-        return client
-
-    def _authenticated_client(self, deadline: Deadline, stale: hvac.Client | None = None) -> hvac.Client:
-        client = self._client
-        if client is not None and client is not stale:
-            return client
-        with self._lock:
-            if self._client is not None and self._client is not stale:
-                return self._client
-            self._client = self._login(deadline)
-            return self._client
-
-    def _login(self, deadline: Deadline) -> hvac.Client:
-        import hvac
-
-        settings = self.settings
-        kwargs = {k: v for k, v in settings.client_kwargs.items() if k != "timeout"}
-        kwargs["timeout"] = deadline.timeout(
-            float(settings.client_kwargs.get("timeout", _DEFAULT_TIMEOUT)), what="Vault login"
-        )
-        client = hvac.Client(url=settings.url, **kwargs)
-        auth, params = settings.auth, settings.auth.params
-        mount = {"mount_point": auth.mount_point} if auth.mount_point else {}
-        try:
-            if auth.type == "token":
-                client.token = _read_file(params["token_path"]) if params.get("token_path") else params["token"]
-            elif auth.type == "approle":
-                client.auth.approle.login(role_id=params["role_id"], secret_id=params.get("secret_id"), **mount)
-            elif auth.type == "userpass":
-                client.auth.userpass.login(username=params["username"], password=params.get("password"), **mount)
-            else:  # parse_backend_kwargs refuses these first
-                raise SourceError(f"auth_type {auth.type!r} is not supported", reason="bad_config")
-        except hvac.exceptions.VaultError as exc:
-            raise SourceError(
-                f"Vault login with auth_type {auth.type!r} failed: {type(exc).__name__}", reason="vault_login"
-            ) from exc
-        except OSError as exc:
-            raise SourceError(
-                f"Vault at {self.settings.url} unreachable during login: {type(exc).__name__}",
-                reason="vault_unreachable",
-            ) from exc
-        if not client.token:
-            raise SourceError(f"Vault login with auth_type {auth.type!r} produced no token", reason="vault_login")
-        mask(client.token)
-        self.logins += 1
-        return client
-
-
-def _read_file(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError as exc:
-        raise SourceError(f"cannot read token_path {path}: {exc.strerror}", reason="bad_config") from exc
+        """One Vault request through the process's session (login, renewal, one re-login on 403)."""
+        return self.session.call(operation, deadline)

@@ -1,0 +1,89 @@
+"""OpenID Connect discovery (``{issuer}/.well-known/openid-configuration``), cached per issuer with a TTL.
+
+The document is untrusted input like any IdP response: fetched over the bounded transport (no redirects,
+size cap, deadline), its ``issuer`` must be the configured one (OpenID Connect Discovery §4.3), and the
+token endpoint it names must pass the same https rule as a configured ``token_url``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from cachetools import TTLCache
+
+from kong_secrets_backend.errors import TokenEndpointError
+from kong_secrets_backend.urls import check_endpoint_url
+
+if TYPE_CHECKING:
+    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.http import HttpTransport
+
+DISCOVERY_TTL = 900.0  # seconds a discovery document is reused
+WELL_KNOWN = "/.well-known/openid-configuration"
+
+_CACHE: TTLCache[tuple[str, bool], dict[str, Any]] = TTLCache(maxsize=128, ttl=DISCOVERY_TTL)
+_LOCK = threading.Lock()
+
+
+def discovery_url(issuer: str) -> str:
+    return issuer.rstrip("/") + WELL_KNOWN
+
+
+def token_endpoint(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecure_http: bool) -> str:
+    """The issuer's token endpoint, from its (cached) discovery document."""
+    meta = document(issuer, http, deadline, allow_insecure_http=allow_insecure_http)
+    return str(meta["token_endpoint"])
+
+
+def document(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecure_http: bool) -> dict[str, Any]:
+    key = (issuer, allow_insecure_http)
+    with _LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    meta = _fetch(issuer, http, deadline, allow_insecure_http=allow_insecure_http)
+    with _LOCK:
+        _CACHE[key] = meta
+    return meta
+
+
+def forget(issuer: str | None = None) -> None:
+    """Drop cached documents (one issuer's, or all): tests, and a token endpoint that stopped answering."""
+    with _LOCK:
+        for key in [k for k in _CACHE if issuer is None or k[0] == issuer]:
+            _CACHE.pop(key, None)
+
+
+def _fetch(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecure_http: bool) -> dict[str, Any]:
+    url = discovery_url(issuer)
+    what = "OpenID discovery endpoint"
+    resp = http.get(url, deadline=deadline, what=what)
+    if 300 <= resp.status < 400:
+        raise TokenEndpointError(
+            f"{what} {url} answered a {resp.status} redirect; redirects are not followed",
+            reason="idp_discovery",
+            status=resp.status,
+        )
+    if resp.status != 200:
+        raise TokenEndpointError(
+            f"{what} {url} answered HTTP {resp.status}", reason="idp_discovery", status=resp.status
+        )
+    try:
+        meta = json.loads(resp.body)
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise TokenEndpointError(f"{what} {url} did not answer a JSON object", reason="idp_discovery", status=200)
+    if not isinstance(meta.get("issuer"), str) or meta["issuer"].rstrip("/") != issuer.rstrip("/"):
+        raise TokenEndpointError(
+            f"discovery document at {url} is for another issuer; kong_auth.issuer must be exactly the IdP's issuer",
+            reason="idp_discovery",
+            status=200,
+        )
+    endpoint = meta.get("token_endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise TokenEndpointError(f"discovery document at {url} has no token_endpoint", reason="idp_discovery")
+    check_endpoint_url(endpoint, field_name="issuer's token_endpoint", allow_insecure_http=allow_insecure_http)
+    return meta

@@ -1,0 +1,135 @@
+"""Airflow ``Stats`` metrics of the backend, under the ``kong_secrets_backend.`` prefix.
+
+- ``kong_secrets_backend.mints`` (counter, tag ``flow``): tokens obtained from the identity provider (or signed);
+- ``kong_secrets_backend.cache_hits`` (counter, tag ``flow``): resolutions served a cached token without a mint;
+- ``kong_secrets_backend.errors.<reason>`` (counter, tag ``reason``): failed resolutions, by the error's reason
+  tag (in the name too, because plain StatsD has no tags);
+- ``kong_secrets_backend.mint_duration`` (timer, tag ``flow``): how long one mint took.
+
+Airflow's metrics module is imported lazily, on the first event, and each call goes to whichever copy of it
+this process initialised: the task SDK's in task processes, core's in the scheduler, triggerer and API server.
+Nothing here ever raises: a broken metrics setup must not fail a resolution.
+
+The same events are counted in-process (``counts()``), so that the ``check`` command can say whether it
+minted a token or was served one from the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFIX = "kong_secrets_backend."
+MINTS = PREFIX + "mints"
+CACHE_HITS = PREFIX + "cache_hits"
+ERRORS = PREFIX + "errors"
+MINT_DURATION = PREFIX + "mint_duration"
+
+_REASON_CHARS = re.compile(r"[^a-z0-9_]+")
+_MAX_REASON = 48  # reasons may carry an IdP's error code: keep names short and bounded
+
+# Modules that hold Airflow's ``incr``/``timing`` functions, newest layout first.
+_CORE_STATS = "airflow._shared.observability.metrics.stats"  # scheduler, triggerer, API server (3.2+)
+_SDK_STATS = "airflow.sdk.observability.stats"  # task processes (3.2+); the documented path for 3rd parties
+_LEGACY_STATS = "airflow.stats"  # 3.0 / 3.1
+
+_counts: Counter[str] = Counter()
+_counts_lock = threading.Lock()
+_warned = False
+
+
+def mint(flow: str, seconds: float) -> None:
+    """A token was minted for ``flow`` in ``seconds``."""
+    _count(f"mint:{flow}")
+    tags = {"flow": flow}
+    _emit("incr", MINTS, tags=tags)
+    _emit("timing", MINT_DURATION, timedelta(seconds=max(0.0, seconds)), tags=tags)
+
+
+def cache_hit(flow: str) -> None:
+    """A resolution was served a cached token."""
+    _count(f"cache_hit:{flow}")
+    _emit("incr", CACHE_HITS, tags={"flow": flow})
+
+
+def error(reason: str | None) -> None:
+    """A resolution failed; ``reason`` is the error's reason tag (``KongAuthError.reason``)."""
+    name = reason_name(reason)
+    _count(f"error:{name}")
+    _emit("incr", f"{ERRORS}.{name}", tags={"reason": name})
+
+
+def reason_name(reason: str | None) -> str:
+    """A reason tag as a bounded, StatsD-safe metric name segment."""
+    name = _REASON_CHARS.sub("_", str(reason or "error").lower()).strip("_")[:_MAX_REASON]
+    return name or "error"
+
+
+def counts() -> dict[str, int]:
+    """This process's events so far: ``{"mint:<flow>": n, "cache_hit:<flow>": n, "error:<reason>": n}``."""
+    with _counts_lock:
+        return dict(_counts)
+
+
+def mints_since(before: dict[str, int]) -> int:
+    """How many mints happened since the ``counts()`` snapshot ``before``."""
+    now = counts()
+    return sum(n - before.get(k, 0) for k, n in now.items() if k.startswith("mint:"))
+
+
+def _count(key: str) -> None:
+    try:
+        with _counts_lock:
+            _counts[key] += 1
+    except Exception:  # pragma: no cover - defensive
+        pass
+
+
+def _emit(method: str, *args: Any, tags: dict[str, str]) -> None:
+    global _warned
+    try:
+        stats = _stats_module()
+        if stats is not None:
+            getattr(stats, method)(*args, tags=tags)
+    except Exception:
+        if not _warned:  # once per process: a misconfigured StatsD must not flood the task log
+            _warned = True
+            log.warning("kong-secrets-backend: could not emit metric %s (metrics are skipped)", args[0], exc_info=True)
+
+
+def _stats_module() -> Any:
+    """The Airflow metrics module this process initialised (never imports Airflow's core on its own)."""
+    core = sys.modules.get(_CORE_STATS)
+    if core is not None and getattr(core, "_factory", None) is not None:
+        return core
+    if not _fallback:
+        _fallback.append(_import_fallback())
+    return _fallback[0]
+
+
+_fallback: list[Any] = []
+
+
+def _import_fallback() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(_SDK_STATS)
+    except ImportError:
+        pass
+    try:  # Airflow 3.0/3.1: ``Stats`` is the module-level facade
+        from airflow.stats import Stats  # type: ignore[attr-defined]
+
+        return Stats
+    except ImportError:
+        return None
+
+
+__all__ = ["CACHE_HITS", "ERRORS", "MINTS", "MINT_DURATION", "cache_hit", "counts", "error", "mint", "mints_since"]

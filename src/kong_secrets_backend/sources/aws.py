@@ -1,0 +1,273 @@
+"""AWS Secrets Manager as a secret source, read exactly as Airflow's SecretsManagerBackend reads it.
+
+- Names: ``<prefix><sep><id>`` (no prefix: the id alone); a prefix of None disables that kind; an id
+  that does not match the kind's ``*_lookup_pattern`` (case-insensitive ``re.match``) is not looked up;
+  with a team, ``<prefix><sep><team>--<id>`` is tried first; in multi-team mode an id containing ``--``
+  is refused. All as the official backend.
+- A connection secret is a connection URI (returned verbatim) or a JSON object whose keys are mapped onto
+  connection parts by SecretsManagerBackend's words (``user`` -> login, ``server`` -> host, ...,
+  extended by ``extra_conn_words``). A Kong connection is that JSON form plus ``kong_auth``.
+- Every read asks for ``VersionStage="AWSCURRENT"`` explicitly; the record's version is the VersionId.
+- boto3 is imported here, lazily, and nowhere else on the ``source: "aws"`` path; one client per
+  process (built on first use, again after a fork), with role assumption through STS when ``role_arn``
+  is set (credentials refreshed by botocore before they expire).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from kong_secrets_backend.airflow_compat import multi_team_enabled
+from kong_secrets_backend.errors import SecretFormatError, SourceError
+from kong_secrets_backend.masking import mask
+from kong_secrets_backend.sources import SecretKind, SecretRecord
+
+if TYPE_CHECKING:
+    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.sources.aws_settings import AwsSettings
+
+log = logging.getLogger(__name__)
+
+TEAM_SEP = "--"
+# SecretsManagerBackend's role session name (its connection id is "SecretsManagerBackend__connection"):
+# kept, so that IAM trust policies and CloudTrail filters written for it still match.
+ROLE_SESSION_NAME = "Airflow_SecretsManagerBackend__connection"
+# Error codes SecretsManagerBackend treats as "no such secret" (it returns None for them).
+_NOT_FOUND = ("ResourceNotFoundException", "InvalidParameterException", "InvalidRequestException")
+_DENIED = ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidClientTokenId")
+
+
+class AwsSource:
+    """Reads secrets from AWS Secrets Manager the way ``SecretsManagerBackend`` does."""
+
+    def __init__(self, settings: AwsSettings, *, deadline: float = 10.0) -> None:
+        self.settings = settings
+        self._timeout = max(0.5, min(5.0, deadline / 4))  # per attempt; two attempts stay within the deadline
+        self._client: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self.client_builds = 0  # observability and tests
+        mask(*settings.secret_values())
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"AwsSource(region_name={s.region_name!r}, endpoint_url={s.endpoint_url!r}, role_arn={s.role_arn!r})"
+
+    # -- names, as SecretsManagerBackend builds them ---------------------------------------------
+
+    def _prefix_and_pattern(self, kind: SecretKind) -> tuple[str | None, str | None]:
+        s = self.settings
+        return {
+            "connections": (s.connections_prefix, s.connections_lookup_pattern),
+            "variables": (s.variables_prefix, s.variables_lookup_pattern),
+            "config": (s.config_prefix, s.config_lookup_pattern),
+        }[kind]
+
+    def _names(self, kind: SecretKind, key: str, team_name: str | None) -> list[str]:
+        """Secret names to try in order, or [] when this kind is disabled or the key is not looked up."""
+        prefix, pattern = self._prefix_and_pattern(kind)
+        if prefix is None:
+            return []
+        if TEAM_SEP in key and multi_team_enabled():
+            log.warning(
+                "Secret id %r contains %r, which separates the team name from the secret id in a team scoped "
+                "secret name. Such an id is ambiguous and is not looked up.",
+                key,
+                TEAM_SEP,
+            )
+            return []
+        if pattern and not re.match(pattern, key, re.IGNORECASE):
+            log.debug("Skipping lookup of %r: does not match the %s lookup pattern", key, kind)
+            return []
+        sep = self.settings.sep
+        names = []
+        if prefix and team_name and kind != "config":
+            names.append(f"{prefix}{sep}{team_name}{TEAM_SEP}{key}")
+        names.append(f"{prefix}{sep}{key}" if prefix else key)
+        return names
+
+    def describe(self, kind: SecretKind, key: str, team_name: str | None = None) -> str:
+        names = self._names(kind, key, team_name)
+        if names:
+            return ", ".join(names)
+        prefix, _ = self._prefix_and_pattern(kind)
+        return f"(no {kind} prefix configured)" if prefix is None else f"({kind} lookup skipped for this id)"
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def read(self, kind: SecretKind, key: str, deadline: Deadline, team_name: str | None = None) -> SecretRecord | None:
+        names = self._names(kind, key, team_name)
+        for name in names:
+            found = self._get(name, deadline)
+            if found is None:
+                continue
+            value, version = found
+            if kind != "connections":
+                return SecretRecord(data={"value": value}, path=name, version=version)
+            return self._connection_record(value, name, version)
+        log.debug("%s %r not found in AWS Secrets Manager at %s", kind, key, ", ".join(names) or "-")
+        return None
+
+    def read_path(self, path: str, deadline: Deadline) -> SecretRecord | None:
+        name = path.lstrip("/")
+        found = self._get(name, deadline)
+        if found is None:
+            return None
+        value, version = found
+        data = _json_object(value, name)
+        return SecretRecord(data=data, path=name, version=version)
+
+    def _connection_record(self, value: str, name: str, version: str | None) -> SecretRecord:
+        if not value.strip().startswith("{"):
+            return SecretRecord(data={}, path=name, version=version, plain=value)  # a connection URI
+        raw = _json_object(value, name)
+        fields = {
+            part: next((v for k, v in raw.items() if k in words), None)
+            for part, words in self.settings.conn_field_words.items()
+        }
+        data = {**fields, "kong_auth": raw["kong_auth"]} if "kong_auth" in raw else fields
+        return SecretRecord(data=data, path=name, version=version, plain=json.dumps(fields))
+
+    def _get(self, name: str, deadline: Deadline) -> tuple[str, str | None] | None:
+        """(SecretString, VersionId) of the AWSCURRENT version, or None where SecretsManagerBackend finds nothing."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+        deadline.timeout(what="an AWS Secrets Manager request")  # none left: refuse before sending
+        try:
+            response = self._get_client().get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "?"))
+            if code in _NOT_FOUND:
+                log.debug("AWS Secrets Manager has no secret %s (%s)", name, code)
+                return None
+            reason = "aws_forbidden" if code in _DENIED else "aws_error"
+            raise SourceError(f"AWS Secrets Manager refused reading {name}: {code}", reason=reason) from None
+        except NoCredentialsError:
+            raise SourceError(
+                f"no AWS credentials found (boto3 chain) reading {name}", reason="aws_credentials"
+            ) from None
+        except NoRegionError:
+            raise SourceError(
+                f"no AWS region for Secrets Manager reading {name}: set region_name or AWS_DEFAULT_REGION",
+                reason="bad_config",
+            ) from None
+        except BotoCoreError as exc:
+            raise SourceError(
+                f"AWS Secrets Manager unreachable reading {name}: {type(exc).__name__}", reason="aws_unreachable"
+            ) from None
+        value = response.get("SecretString")
+        if value is None:  # a binary secret: SecretsManagerBackend reads nothing either
+            return None
+        version = response.get("VersionId")
+        return value, str(version) if version else None
+
+    # -- the client -------------------------------------------------------------------------------
+
+    def _get_client(self) -> Any:
+        client = self._client
+        if client is not None and self._pid == os.getpid():
+            return client
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = self._build_client()
+                self._pid = os.getpid()
+                self.client_builds += 1
+            return self._client
+
+    def _build_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+        s = self.settings
+        config = Config(
+            **{
+                "connect_timeout": self._timeout,
+                "read_timeout": self._timeout,
+                "retries": {"mode": "standard", "total_max_attempts": 2},
+                **s.config_kwargs,
+            }
+        )
+        session_kwargs = {
+            "aws_access_key_id": s.credentials.get("aws_access_key_id"),
+            "aws_secret_access_key": s.credentials.get("aws_secret_access_key"),
+            "aws_session_token": s.credentials.get("aws_session_token"),
+            "region_name": s.region_name,
+            "profile_name": s.profile_name,
+        }
+        try:
+            session = boto3.session.Session(**{k: v for k, v in session_kwargs.items() if v is not None})
+            if s.role_arn:
+                session = self._assumed_role_session(session, config)
+        except ProfileNotFound:
+            raise SourceError(
+                f"profile_name {s.profile_name!r} is not in the AWS config", reason="bad_config"
+            ) from None
+        except BotoCoreError as exc:
+            raise SourceError(
+                f"cannot set up the AWS session: {type(exc).__name__}", reason="aws_credentials"
+            ) from None
+        client_kwargs = {
+            "region_name": s.region_name,
+            "verify": s.verify,
+            "endpoint_url": s.endpoint_url,
+            "api_version": s.api_version,
+            "use_ssl": s.use_ssl,
+        }
+        return session.client(
+            "secretsmanager", config=config, **{k: v for k, v in client_kwargs.items() if v is not None}
+        )
+
+    def _assumed_role_session(self, base: Any, config: Any) -> Any:
+        """A session with the role's credentials from STS, refreshed by botocore shortly before they expire.
+
+        As SecretsManagerBackend: the STS client is made from the base session (explicit keys, profile or
+        the default chain) and never uses the global ``endpoint_url``; ``service_config.sts.endpoint_url``
+        (or botocore's own endpoint settings) points it elsewhere.
+        """
+        import boto3
+        import botocore.credentials
+        import botocore.session
+        from botocore.exceptions import ClientError
+
+        s = self.settings
+        sts = base.client("sts", config=config, **({"endpoint_url": s.sts_endpoint_url} if s.sts_endpoint_url else {}))
+
+        def refresh() -> dict[str, Any]:
+            kwargs = {"RoleSessionName": ROLE_SESSION_NAME, **s.assume_role_kwargs, "RoleArn": s.role_arn}
+            try:
+                answer = sts.assume_role(**kwargs)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", "?"))
+                raise SourceError(f"STS refused assuming role {s.role_arn}: {code}", reason="aws_forbidden") from None
+            creds = answer["Credentials"]
+            mask(creds.get("SecretAccessKey"), creds.get("SessionToken"))
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+            metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
+        )
+        core = botocore.session.get_session()
+        core._credentials = credentials
+        core.set_config_variable("region", base.region_name)
+        return boto3.session.Session(botocore_session=core, **({"region_name": s.region_name} if s.region_name else {}))
+
+
+def _json_object(value: str, name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise SecretFormatError(f"secret {name} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise SecretFormatError(f"secret {name} must hold a JSON object, not {type(data).__name__}")
+    return data
