@@ -62,6 +62,10 @@ class Moto:
         if client is None:
             import boto3
 
+            from kong_secrets_backend.sources.aws import withhold_secret_strings_from_botocore_logs
+
+            withhold_secret_strings_from_botocore_logs()  # the tests' own writes carry secrets too
+
             client = boto3.session.Session(
                 aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY, region_name=REGION
             ).client(service, endpoint_url=self.url)

@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import devstack.airflow  # noqa: E402
-from devstack.moto import Moto, start_moto  # noqa: E402
+from devstack.moto import SECRET_ACCESS_KEY, Moto, start_moto  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
 from kong_secrets_backend import masking  # noqa: E402
 from kong_secrets_backend.cache.memory import PROCESS_TOKEN_CACHE  # noqa: E402
@@ -79,6 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
     """A moto server (AWS Secrets Manager, STS, IAM) on a free loopback port, for the AWS source's tests."""
     running = start_moto(tmp_path_factory.mktemp("moto"))
+    LEAKS.plant(SECRET_ACCESS_KEY)
     try:
         yield running
     finally:

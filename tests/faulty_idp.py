@@ -16,6 +16,9 @@ GOOD = {"access_token": "faulty-idp-token-value", "token_type": "Bearer", "expir
 class _Handler(BaseHTTPRequestHandler):
     server_version = "faulty-idp"
     requests_seen: ClassVar[list[tuple[str, dict[str, str], str]]] = []
+    switch_modes: ClassVar[dict[str, str]] = {}  # what POST /switch/<id> does: "ok" (a token) or a fault name
+    switch_expires_in: ClassVar[int] = 8  # the lifetime of tokens from /switch/<id>
+    flaky_counts: ClassVar[dict[str, int]] = {}
 
     def log_message(self, format: str, *args: object) -> None:  # silence
         pass
@@ -34,6 +37,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode()
         type(self).requests_seen.append((self.path, dict(self.headers), body))
         fault = self.path.strip("/")
+        if fault.startswith("switch/"):
+            fault = type(self).switch_modes.get(fault.removeprefix("switch/"), "ok")
+            if fault == "ok":
+                self._send(200, json.dumps({**GOOD, "expires_in": type(self).switch_expires_in}).encode())
+                return
+        if fault.startswith("flaky/"):  # flaky/<n>/<id>: the first n requests answer 503, then a token
+            _, failures, ident = fault.split("/", 2)
+            seen = type(self).flaky_counts[ident] = type(self).flaky_counts.get(ident, 0) + 1
+            fault = "503" if seen <= int(failures) else "ok"
         if fault == "ok":
             self._send(200, json.dumps(GOOD).encode())
         elif fault == "redirect":
@@ -82,6 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "slow":
             time.sleep(30)
             self._send(200, json.dumps(GOOD).encode())
+        elif fault == "503":
+            self._send(503, b"try again", "text/plain")
+        elif fault == "down":  # the connection is dropped without an answer
+            self.close_connection = True
+            self.connection.shutdown(2)
         elif fault == "500":
             self._send(500, b"upstream exploded", "text/plain")
         else:

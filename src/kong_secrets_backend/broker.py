@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from kong_secrets_backend import metrics
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError
+from kong_secrets_backend.retry import with_retries
 
 if TYPE_CHECKING:
     from kong_secrets_backend.cache import TokenCache
@@ -42,13 +43,37 @@ class TokenBroker:
         self.shared = shared  # the host's (file) or fleet's (redis) cache, or None (memory)
         self.mints = 0
 
-    def token(self, flow: TokenFlow, deadline: Deadline, *, label: str = "") -> Token:
+    def token(self, flow: TokenFlow, deadline: Deadline, *, label: str = "", force: bool = False) -> Token:
+        """A token for the flow: cached while fresh, else refreshed; ``force`` mints one now whatever is cached
+        (a retried task's first resolution: the cached token may be the revoked one that failed the try)."""
         key = flow.cache_key()
+        if force:
+            with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
+                if not acquired:
+                    raise DeadlineExceeded("timed out waiting for another resolution to mint the token")
+                return self._mint(flow, key, deadline, label)
         entry = self.cache.entry(key)
         if entry is not None and time.time() < entry.refresh_at:
             metrics.cache_hit(flow.name)
             return entry.token
         return self._refresh(flow, key, deadline, label)
+
+    def peek(self, flow: TokenFlow, *, usable: bool = False) -> Token | None:
+        """The flow's cached token if still before its refresh point (or, with ``usable``, still servable);
+        never mints, never waits."""
+        key = flow.cache_key()
+        now = time.time()
+        entry = self.cache.entry(key)
+        if entry is not None and now < (entry.usable_until if usable else entry.refresh_at):
+            return entry.token
+        shared, secret = self._shared_for(flow)
+        if shared is not None:
+            found = shared.get(key, secret)
+            if found is not None:
+                kept = self._remember(key, found)
+                if now < (kept.usable_until if usable else kept.refresh_at):
+                    return found
+        return None
 
     # -- the slow path ----------------------------------------------------------------------------
 
@@ -114,7 +139,7 @@ class TokenBroker:
 
     def _mint_or_keep(self, flow: TokenFlow, key: str, current: Token, deadline: Deadline, label: str) -> Token:
         try:
-            return self._mint(flow, key, deadline, label)
+            return self._mint(flow, key, deadline, label, retry=False)  # a token is in hand: no retries
         except KongAuthError as exc:
             log.warning(
                 "kong-secrets-backend: refreshing the token for %s failed (%s); serving the current token, "
@@ -129,9 +154,13 @@ class TokenBroker:
                 self.cache.put(key, current, refresh_at=retry_at, usable_until=entry.usable_until)
             return current
 
-    def _mint(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Token:
+    def _mint(self, flow: TokenFlow, key: str, deadline: Deadline, label: str, *, retry: bool = True) -> Token:
         started = time.monotonic()
-        token = flow.mint(deadline)
+        if retry:  # no usable token: transient failures are retried within the deadline
+            what = f"minting a token for {label or flow.name}"
+            token = with_retries(lambda: flow.mint(deadline), deadline, what=what)
+        else:
+            token = flow.mint(deadline)
         self._remember(key, token)
         shared, secret = self._shared_for(flow)
         if shared is not None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from kong_secrets_backend import observe
@@ -11,10 +12,11 @@ from kong_secrets_backend.access import check_allowed, parse_allowed_dags
 from kong_secrets_backend.connection import check_kong_connection_fields, kong_conn_value, plain_conn_value
 from kong_secrets_backend.credentials import load_kong_auth, parse_credential
 from kong_secrets_backend.deadline import Deadline
-from kong_secrets_backend.errors import SecretFormatError, SourceError
+from kong_secrets_backend.errors import SecretFormatError, SourceError, TokenEndpointError
 from kong_secrets_backend.flows import build_flow
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.secret_ids import validate_secret_id
+from kong_secrets_backend.task_context import current_task
 from kong_secrets_backend.trace_headers import correlation_headers
 
 if TYPE_CHECKING:
@@ -23,8 +25,26 @@ if TYPE_CHECKING:
     from kong_secrets_backend.sources import SecretRecord
     from kong_secrets_backend.tokens import Token
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TOKEN_TTL = 300.0  # when the IdP gives neither expires_in nor a JWT exp
 MAX_FIELD_CHARS = 64 * 1024  # no kong_auth value (a PEM key included) is legitimately longer
+
+
+def _rotated(old: KongConnection, new: KongConnection) -> bool:
+    """Only the secret material (or the version) changed: same flow, endpoint, client, scope, audience...
+
+    A rotation keeps serving the old token until it nears expiry; any other change takes effect at once.
+    """
+    a, b = old.credential, new.credential
+    if type(a) is not type(b) or not is_dataclass(a) or old.header_name != new.header_name:
+        return False
+    public = [f.name for f in fields(a) if f.repr and f.name != "version"]
+    return all(getattr(a, name) == getattr(b, name) for name in public)
+
+
+def _credential_refused(exc: TokenEndpointError) -> bool:
+    return exc.oauth_error in ("invalid_client", "unauthorized_client") or exc.status == 401
 
 
 def check_field_sizes(block: dict[str, Any]) -> None:
@@ -46,6 +66,8 @@ class KongConnection:
     header_name: str
     header_scheme: str = "Bearer"  # "" for key_auth: the header's value is the key itself
     allowed_dags: tuple[str, ...] | None = None
+    credential: Any = field(default=None, repr=False)
+    replaced: TokenFlow | None = field(default=None, repr=False)  # the credential version this one replaced
     _memo: tuple[str, dict[str, str], str] | None = field(default=None, repr=False)
 
     def conn_value(self, token: Token, conn_id: str, extra_headers: dict[str, str] | None = None) -> str:
@@ -74,28 +96,113 @@ class Resolver:
     def conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         validate_secret_id(conn_id, kind="conn_id")
         deadline = Deadline(self.runtime.config.deadline)
-        entry = self._cached(("connections", conn_id, team_name or ""))
+        key = ("connections", conn_id, team_name or "")
+        entry = self._cached(key)
         if entry is None:
-            record = self.runtime.source.read("connections", conn_id, deadline, team_name)
-            if record is None:
-                return None
-            if "kong_auth" not in record.data:
-                # plain connections are read every time and returned as the official backend returns them
-                return record.plain if record.plain is not None else plain_conn_value(record.data)
-            entry = self._kong_connection(record, deadline)
-            self._store(("connections", conn_id, team_name or ""), entry)
+            try:
+                loaded = self._load(conn_id, team_name, deadline)
+            except SourceError as exc:
+                loaded = self._last_read(key, conn_id, exc)
+            if not isinstance(loaded, KongConnection):
+                return loaded  # None, or a plain connection exactly as the official backend returns it
+            entry = self._adopt(key, loaded)
         assert isinstance(entry, KongConnection)
         if entry.allowed_dags is not None:
             check_allowed(entry.allowed_dags, conn_id)
-        if getattr(entry.flow, "static", False):  # key_auth: nothing to mint or cache
-            token = entry.flow.mint(deadline)
-        else:
-            token = self.runtime.broker.token(entry.flow, deadline, label=f"conn_id {conn_id}")
+        entry, token = self._token(key, entry, conn_id, team_name, deadline)
         mask(token.value)
         observe.resolved(conn_id, entry.record.path, entry.record.version, entry.flow.name, entry.header_name, token)
         config = self.runtime.config
         headers = correlation_headers(traceparent=config.traceparent, task_headers=config.task_headers)
         return entry.conn_value(token, conn_id, headers)
+
+    def _load(self, conn_id: str, team_name: str | None, deadline: Deadline) -> KongConnection | str | None:
+        record = self.runtime.source.read("connections", conn_id, deadline, team_name)
+        if record is None:
+            return None
+        if "kong_auth" not in record.data:  # plain connections are read every time, like the official backends
+            return record.plain if record.plain is not None else plain_conn_value(record.data)
+        return self._kong_connection(record, deadline)
+
+    def _last_read(self, key: tuple[str, ...], conn_id: str, exc: SourceError) -> KongConnection:
+        """The source is down: keep serving the Kong connection read last (its token may well be valid)."""
+        last = self.runtime.previous.get(key)
+        if last is None:
+            raise exc
+        log.warning(
+            "kong-secrets-backend: %s; serving conn_id %s from the secret last read at %s",
+            exc,
+            conn_id,
+            last.record.path,
+        )
+        return last
+
+    def _adopt(self, key: tuple[str, ...], entry: KongConnection) -> KongConnection:
+        """Cache a freshly read Kong connection; if its credential changed, remember the one it replaces."""
+        rt = self.runtime
+        old = rt.previous.get(key)
+        if old is entry:  # re-adopting the last read secret (the source is down): keep it as it is
+            self._store(key, entry)
+            return entry
+        if old is not None and old.flow.cache_key() != entry.flow.cache_key() and _rotated(old, entry):
+            entry.replaced = old.flow
+        rt.previous[key] = entry
+        self._store(key, entry)
+        return entry
+
+    def _token(
+        self, key: tuple[str, ...], entry: KongConnection, conn_id: str, team_name: str | None, deadline: Deadline
+    ) -> tuple[KongConnection, Token]:
+        """The token to send: the cached one, a new one, or after a rotation the old version's until it ages."""
+        flow = entry.flow
+        if getattr(flow, "static", False):  # key_auth: nothing to mint or cache
+            return entry, flow.mint(deadline)
+        broker, label = self.runtime.broker, f"conn_id {conn_id}"
+        replaced = entry.replaced
+        if replaced is not None:
+            # A new credential version: the old version's token is served until it nears expiry, so a rotation
+            # costs no mint and cannot fail while the IdP is still learning the new secret.
+            held = broker.peek(replaced)
+            if held is not None and broker.peek(flow) is None:
+                return entry, held
+        try:
+            token = broker.token(flow, deadline, label=label, force=self._first_resolution_of_a_retry(flow))
+        except TokenEndpointError as exc:
+            if replaced is not None and (held := broker.peek(replaced, usable=True)) is not None:
+                log.warning(
+                    "kong-secrets-backend: the new credential version of conn_id %s was refused (%s); serving the "
+                    "previous version's token, valid for %.0fs more",
+                    conn_id,
+                    exc,
+                    held.remaining(),
+                )
+                return entry, held
+            if not _credential_refused(exc):
+                raise
+            # The IdP refused the credential we hold: it may have been rotated under us. Read it again,
+            # bypassing the cache, and retry once if it changed.
+            reloaded = self._load(conn_id, team_name, deadline)
+            if not isinstance(reloaded, KongConnection) or reloaded.flow.cache_key() == flow.cache_key():
+                raise
+            log.info("kong-secrets-backend: conn_id %s: the credential changed at the source; retrying once", conn_id)
+            entry = self._adopt(key, reloaded)
+            entry.replaced = None
+            token = broker.token(entry.flow, deadline, label=label)
+        entry.replaced = None
+        return entry, token
+
+    def _first_resolution_of_a_retry(self, flow: TokenFlow) -> bool:
+        """True once per task try > 1 and credential: a retried task starts with a freshly minted token (the
+        commonest reason for the retry is a 401 from a token that expired or was revoked)."""
+        task = current_task()
+        if task is None or not task.try_number or task.try_number <= 1:
+            return False
+        marker = (task.dag_id, task.task_id, task.run_id, task.map_index, task.try_number, flow.cache_key())
+        with self.runtime.records_lock:
+            if marker in self.runtime.forced:
+                return False
+            self.runtime.forced.add(marker)
+        return True
 
     def _kong_connection(self, record: SecretRecord, deadline: Deadline) -> KongConnection:
         check_kong_connection_fields(record.data)
@@ -127,6 +234,7 @@ class Resolver:
             header_name=credential.header_name,
             header_scheme=credential.header_scheme,
             allowed_dags=allowed_dags,
+            credential=credential,
         )
 
     def _shared_credential(self, path: Any, deadline: Deadline) -> SecretRecord:

@@ -37,6 +37,11 @@ class Runtime:
     # Parsed Kong connection secrets and shared credentials, kept for credential_cache_ttl seconds.
     records: RecordCache[tuple[str, ...], Any] = field(repr=False)
     records_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The last parsed Kong connection per key, kept past credential_cache_ttl: when a new credential version
+    # appears, the old version's token keeps being served until it nears expiry.
+    previous: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+    # (task try, cache key) pairs that already forced a fresh mint in this process.
+    forced: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
 
 
 _RUNTIMES: dict[str, Runtime] = {}

@@ -24,9 +24,11 @@ from devstack.procs import free_port
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.airflow_compat import set_connection_class
+from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import KongAuthError
 from kong_secrets_backend.runtime import runtime_for
 from tests.conftest import assert_no_secrets
+from tests.leak_scan import LEAKS
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state", "aws_env")
 
@@ -78,17 +80,15 @@ def test_kong_connection_on_aws_gets_a_token_the_gateway_accepts(stack: Stack, a
     assert "kong_auth" not in json.dumps(conn.extra_dejson)
 
 
-def test_shared_credentials_path_is_another_secret_and_a_new_version_mints_a_new_token(
-    stack: Stack, aws_env: Moto
-) -> None:
+def test_shared_credentials_path_is_another_secret_read_with_its_version_id(stack: Stack, aws_env: Moto) -> None:
     shared = f"kong/credentials/{name()}"
-    aws_env.put_secret(shared, stack.kong_auth())
+    first_version = aws_env.put_secret(shared, stack.kong_auth())
     a, b = name(), name()
     for cid in (a, b):
         secret = kong_secret(stack)
         secret["kong_auth"] = {"credentials_path": shared}
         aws_env.put_secret(f"airflow/connections/{cid}", secret)
-    backend = ours(**kwargs(aws_env, credential_cache_ttl=0))
+    backend = ours(**kwargs(aws_env))
     first_a, first_b = backend.get_connection(a), backend.get_connection(b)
     assert first_a is not None and first_b is not None
     for conn in (first_a, first_b):
@@ -97,10 +97,11 @@ def test_shared_credentials_path_is_another_secret_and_a_new_version_mints_a_new
     stack.idp.reset_counts()
     assert backend.get_connection(a).extra_dejson == first_a.extra_dejson  # type: ignore[union-attr]
     assert stack.idp.token_requests() == 0
-    aws_env.put_secret(shared, stack.kong_auth())  # rotated: a new AWSCURRENT VersionId
-    again = backend.get_connection(a)
-    assert again is not None and again.extra_dejson["Authorization"] != first_a.extra_dejson["Authorization"]
-    assert stack.idp.token_requests() == 1
+    source = runtime_for(backend._config).source  # type: ignore[arg-type]
+    deadline = Deadline(5)
+    assert source.read_path(shared, deadline).version == first_version
+    rotated = aws_env.put_secret(shared, stack.kong_auth())  # a rotation: a new AWSCURRENT VersionId
+    assert source.read_path(shared, deadline).version == rotated != first_version
 
 
 def test_only_the_awscurrent_version_is_read_never_a_pending_one(aws_env: Moto) -> None:
@@ -145,6 +146,7 @@ def test_profile_name_selects_credentials_and_region_from_the_aws_config(
         "aws_access_key_id = AKIAPROFILEKEY000001\naws_secret_access_key = profile-secret-key-value\n"
     )
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    LEAKS.plant("profile-secret-key-value")
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(var)
     kw = {"source": "aws", "profile_name": "kongtest", "endpoint_url": aws_env.url}
@@ -186,3 +188,19 @@ def test_missing_credentials_and_bad_json_are_named(
     with pytest.raises(KongAuthError, match="no AWS credentials found"):
         ours(**kwargs(aws_env, deadline=3)).get_conn_value(cid)
     assert_no_secrets(caplog.text, stack.planted_secrets())
+
+
+def test_botocore_debug_logging_never_shows_a_secret_value(
+    stack: Stack, aws_env: Moto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """botocore prints request and response bodies at DEBUG, before the masker knows the values in them."""
+    cid, variable = name(), name()
+    aws_env.put_secret(f"airflow/connections/{cid}", kong_secret(stack))
+    aws_env.put_secret(f"airflow/variables/{variable}", "variable-secret-value-123")
+    with caplog.at_level(logging.DEBUG):
+        backend = ours(**kwargs(aws_env))
+        assert backend.get_connection(cid) is not None
+        assert backend.get_variable(variable) == "variable-secret-value-123"
+    assert "GetSecretValue" in caplog.text  # botocore did log the calls
+    assert_no_secrets(caplog.text, [*stack.planted_secrets(), "variable-secret-value-123"])
+    assert "withheld by kong-secrets-backend" in caplog.text

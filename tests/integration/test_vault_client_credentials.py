@@ -123,15 +123,18 @@ def test_kong_auth_stored_as_a_json_string_works(stack: Stack) -> None:
     assert conn is not None and call_gateway(stack, conn).status_code == 200
 
 
-def test_a_new_credential_version_mints_a_new_token(stack: Stack) -> None:
+def test_a_changed_scope_takes_effect_at_once_but_a_new_version_alone_keeps_the_token(stack: Stack) -> None:
     cid = conn_id()
     stack.put(f"connections/{cid}", stack.kong_connection())
     b = backend(stack, credential_cache_ttl=0)
     first = b.get_connection(cid)
-    stack.put(f"connections/{cid}", stack.kong_connection(scope="orders:read"))  # same content, new KV version
+    stack.put(f"connections/{cid}", stack.kong_connection())  # same content, new KV version: a rotation
     second = b.get_connection(cid)
-    assert first is not None and second is not None
-    assert first.extra_dejson["Authorization"] != second.extra_dejson["Authorization"]
+    stack.put(f"connections/{cid}", stack.kong_connection(audience="https://kong.example.com/reports"))  # not one
+    third = b.get_connection(cid)
+    assert first is not None and second is not None and third is not None
+    assert first.extra_dejson["Authorization"] == second.extra_dejson["Authorization"]
+    assert third.extra_dejson["Authorization"] != first.extra_dejson["Authorization"]
 
 
 def test_vault_403_logs_in_again_once(stack: Stack) -> None:

@@ -136,3 +136,11 @@ def test_explicit_aws_keys_are_masked_and_not_in_repr() -> None:
     settings = parse_aws_settings({"aws_access_key_id": "AKIAEXPLICIT", "aws_secret_access_key": "explicit-secret-key"})
     assert settings.secret_values() == ("explicit-secret-key",)
     assert "explicit-secret-key" not in repr(settings) and "explicit-secret-key" not in repr(AwsSource(settings))
+
+
+def test_a_forked_child_builds_its_own_client_and_lock() -> None:
+    s = source(region_name="eu-west-1")
+    parent_lock = s._lock
+    s._client, s._pid = object(), 1  # as built by the parent
+    s.after_fork()
+    assert s._client is None and s._lock is not parent_lock

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -167,6 +168,13 @@ class RedisTokenCache:
 
 def _connect(url: str) -> Any:
     import redis
+
+    return redis.Redis.from_url(url, **_client_kwargs())
+
+
+@cache
+def _client_kwargs() -> dict[str, Any]:
+    import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -186,4 +194,4 @@ def _connect(url: str) -> Any:
         from redis.maint_notifications import MaintNotificationsConfig
 
         kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
-    return redis.Redis.from_url(url, **kwargs)
+    return kwargs

@@ -54,6 +54,11 @@ class AwsSource:
         self.client_builds = 0  # observability and tests
         mask(*settings.secret_values())
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock, and a new client on first use (boto3 clients are not fork-safe)."""
+        self._lock = threading.Lock()
+        self._client, self._pid = None, 0
+
     def __repr__(self) -> str:
         s = self.settings
         return f"AwsSource(region_name={s.region_name!r}, endpoint_url={s.endpoint_url!r}, role_arn={s.role_arn!r})"
@@ -180,6 +185,7 @@ class AwsSource:
             return self._client
 
     def _build_client(self) -> Any:
+        withhold_secret_strings_from_botocore_logs()
         import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ProfileNotFound
@@ -261,6 +267,34 @@ class AwsSource:
         core._credentials = credentials
         core.set_config_variable("region", base.region_name)
         return boto3.session.Session(botocore_session=core, **({"region_name": s.region_name} if s.region_name else {}))
+
+
+class _WithholdSecretStrings(logging.Filter):
+    """botocore logs raw request and response bodies at DEBUG: a GetSecretValue answer holds the secret itself,
+    before anything could register it with Airflow's masker. Such records keep their place but lose the body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        if "SecretString" in text or "SecretBinary" in text:
+            record.msg, record.args = (
+                "(a Secrets Manager body, withheld by kong-secrets-backend: it holds a secret)",
+                None,
+            )
+        return True
+
+
+_FILTER = _WithholdSecretStrings()
+
+
+def withhold_secret_strings_from_botocore_logs() -> None:
+    """Attach the filter to the botocore loggers that print bodies (idempotent)."""
+    for name in ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.retryhandler"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 def _json_object(value: str, name: str) -> dict[str, Any]:

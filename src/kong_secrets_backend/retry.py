@@ -1,0 +1,63 @@
+"""Bounded retries for transient failures (a 5xx, a 429, a dropped connection), inside the resolution deadline.
+
+Uses tenacity (already in Airflow's tree): at most 3 attempts, exponential backoff with jitter, and never
+a wait that would run past the deadline. Refusals (a 4xx OAuth error, a bad secret) are not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kong_secrets_backend.errors import SourceError, TokenEndpointError
+
+if TYPE_CHECKING:
+    from kong_secrets_backend.deadline import Deadline
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 3
+_TRANSIENT_SOURCE_REASONS = frozenset({"vault_down", "vault_unreachable", "vault_error", "aws_unavailable"})
+_TRANSIENT_IDP_REASONS = frozenset({"idp_unreachable"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TokenEndpointError):
+        status = exc.status
+        return exc.reason in _TRANSIENT_IDP_REASONS or (status is not None and (status >= 500 or status == 429))
+    if isinstance(exc, SourceError):
+        return exc.reason in _TRANSIENT_SOURCE_REASONS
+    return False
+
+
+def with_retries(call: Callable[[], T], deadline: Deadline, *, what: str) -> T:
+    """call(), retried on transient failures while attempts and the deadline allow; the last error is raised."""
+    from tenacity import (
+        RetryCallState,
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential,
+        wait_random,
+    )
+
+    wait = wait_exponential(multiplier=0.1, max=1.0) + wait_random(0, 0.1)  # 0.1-0.2 s, 0.2-0.3 s, ...
+
+    def out_of_time(state: RetryCallState) -> bool:
+        return deadline.remaining() <= wait(state) + 0.05
+
+    def note(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("kong-secrets-backend: %s failed (%s); retrying (attempt %d)", what, exc, state.attempt_number + 1)
+
+    retrying: Any = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(MAX_ATTEMPTS) | out_of_time,
+        wait=wait,
+        before_sleep=note,
+        reraise=True,
+    )
+    return retrying(call)  # type: ignore[no-any-return]

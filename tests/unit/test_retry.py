@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from kong_secrets_backend.deadline import Deadline
+from kong_secrets_backend.errors import SecretFormatError, SourceError, TokenEndpointError
+from kong_secrets_backend.retry import is_transient, with_retries
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (TokenEndpointError("x", status=503), True),
+        (TokenEndpointError("x", status=429), True),
+        (TokenEndpointError("x", reason="idp_unreachable"), True),
+        (TokenEndpointError("x", status=401, oauth_error="invalid_client"), False),
+        (TokenEndpointError("x", status=400, oauth_error="invalid_scope"), False),
+        (SourceError("x", reason="vault_down"), True),
+        (SourceError("x", reason="vault_forbidden"), False),
+        (SecretFormatError("x"), False),
+    ],
+)
+def test_only_transient_failures_are_retried(exc: Exception, transient: bool) -> None:
+    assert is_transient(exc) is transient
+
+
+def test_retries_stop_after_three_attempts_and_raise_the_last_error() -> None:
+    calls = []
+
+    def always_503() -> None:
+        calls.append(1)
+        raise TokenEndpointError("busy", status=503)
+
+    with pytest.raises(TokenEndpointError, match="busy"):
+        with_retries(always_503, Deadline(5), what="test")
+    assert len(calls) == 3
+
+
+def test_no_retry_is_started_that_the_deadline_cannot_hold() -> None:
+    calls = []
+
+    def always_503() -> None:
+        calls.append(1)
+        raise TokenEndpointError("busy", status=503)
+
+    with pytest.raises(TokenEndpointError):
+        with_retries(always_503, Deadline(0.1), what="test")
+    assert len(calls) == 1
