@@ -28,10 +28,7 @@ class LeakScan:
         """(where, secret prefix) for each planted value found."""
         with self._lock:
             return [
-                (where, f"{secret[:6]}...")
-                for where, text in self._texts
-                for secret in self._planted
-                if secret in text
+                (where, f"{secret[:6]}...") for where, text in self._texts for secret in self._planted if secret in text
             ]
 
     @property

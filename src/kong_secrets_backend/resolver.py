@@ -214,7 +214,8 @@ class Resolver:
         if shared_path is not None:
             shared = self._shared_credential(shared_path, deadline)
             block = {**{k: v for k, v in block.items() if k != "credentials_path"}, **shared.data}
-            version = f"{version}+{shared.path}@{shared.version}"
+            # connections sharing one credential share its tokens: the key follows the credential's version
+            version = f"{shared.path}@{shared.version}"
         config = self.runtime.config
         credential = parse_credential(
             block, allow_insecure_http=config.allow_insecure_http, version=version, source=config.source
