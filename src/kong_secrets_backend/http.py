@@ -62,39 +62,27 @@ class HttpTransport:
         return self._session
 
     def post_form(self, url: str, *, headers: Mapping[str, str], body: str, deadline: Deadline) -> HttpResponse:
-        import requests
-
-        session = self._get_session()
-        read_timeout = deadline.timeout(what="the token request")
-        try:
-            resp = session.post(
-                url,
-                data=body.encode(),
-                headers=dict(headers),
-                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
-                allow_redirects=False,
-                stream=True,
-                verify=self.verify,
-            )
-        except requests.Timeout as exc:
-            raise DeadlineExceeded(f"token endpoint did not answer within {read_timeout:.1f}s") from exc
-        except requests.RequestException as exc:
-            raise TokenEndpointError(
-                f"token endpoint unreachable: {type(exc).__name__}", reason="idp_unreachable"
-            ) from exc
-        with resp:
-            return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, deadline))
+        """POST a form to a token endpoint: no redirects followed, size cap, deadline."""
+        data = body.encode()
+        return self._send("POST", url, headers=dict(headers), data=data, deadline=deadline, what="token endpoint")
 
     def get(self, url: str, *, deadline: Deadline, what: str = "discovery endpoint") -> HttpResponse:
-        """A bounded GET with the same rules as post_form (no redirects, size cap, deadline); no credentials sent."""
+        """A bounded GET with the same rules as post_form; no credentials sent."""
+        return self._send("GET", url, headers={"Accept": "application/json"}, data=None, deadline=deadline, what=what)
+
+    def _send(
+        self, method: str, url: str, *, headers: dict[str, str], data: bytes | None, deadline: Deadline, what: str
+    ) -> HttpResponse:
         import requests
 
         session = self._get_session()
         read_timeout = deadline.timeout(what=f"the {what} request")
         try:
-            resp = session.get(
+            resp = session.request(
+                method,
                 url,
-                headers={"Accept": "application/json"},
+                data=data,
+                headers=headers,
                 timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
                 allow_redirects=False,
                 stream=True,

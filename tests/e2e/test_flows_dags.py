@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.airflow import EXAMPLE_DAGS, dags_test, prepare_airflow
 from devstack.stack import KEY_AUTH_CONSUMER, KONG_JWT_KEYS, Stack
 from tests.conftest import assert_no_secrets
+from tests.e2e.dag_runs import run_example_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -27,35 +27,16 @@ TASKS = {
     "key_auth": ("kong_orders_key_auth", "key_auth", "/key-orders", KEY_AUTH_CONSUMER),
     "vault_identity": ("kong_orders_vault_identity", "vault_identity", "/vault-orders", "<entity>"),
 }
-LEAK_SCAN_LOGGING = {  # as tests/e2e/test_airflow_dags.py: our namespaces at DEBUG, not Airflow's own
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-    "AIRFLOW__LOGGING__NAMESPACE_LEVELS": (
-        "kong_secrets_backend=DEBUG hvac=DEBUG authlib=DEBUG urllib3=DEBUG requests=DEBUG "
-        "airflow.providers.http=DEBUG airflow.task.operators=DEBUG"
-    ),
-}
 
 
 def test_one_dag_calls_the_api_through_each_kong_auth_plugin(stack: Stack, tmp_path: Path) -> None:
     assert stack.vault_identity is not None
     for conn_id, flow, _, _ in TASKS.values():
         stack.put(f"connections/{conn_id}", stack.flow_connection(flow))
-    stack.idp.reset_counts()
-    seen_before = len(stack.gateway.received())
-    af = prepare_airflow(
-        tmp_path,
-        backend="kong_secrets_backend.KongSecretsBackend",
-        backend_kwargs=stack.backend_kwargs(),
-        dags_folder=EXAMPLE_DAGS,
-        extra_env=LEAK_SCAN_LOGGING,
-    )
-    result = dags_test(af, DAG_ID)
+    result, received = run_example_dag(stack, tmp_path, DAG_ID)
     output = result.all_output
-    print(f"\nairflow dags test {DAG_ID}: {result.duration:.1f}s")
-    assert result.ok, output[-6000:]
     assert result.task_states == dict.fromkeys(TASKS, "success")
 
-    received = stack.gateway.received()[seen_before:]
     assert len(received) == len(TASKS)  # one request per task, each passed its route's plugin
     consumers = sorted((r["path"], r["headers"]["x-consumer-username"]) for r in received)
     expected = sorted(

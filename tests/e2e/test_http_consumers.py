@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.airflow import EXAMPLE_DAGS, dags_test, prepare_airflow
 from devstack.stack import Stack
 from tests.conftest import assert_no_secrets
-from tests.e2e.test_airflow_dags import LEAK_SCAN_LOGGING
+from tests.e2e.dag_runs import run_example_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -33,22 +32,10 @@ TASK_PATHS = {
 def test_every_http_consumer_calls_the_api_through_the_gateway_with_a_fresh_token(stack: Stack, tmp_path: Path) -> None:
     stack.put("connections/kong_orders", stack.kong_connection())
     stack.put("connections/kong_orders_short", stack.kong_connection(SHORT_CLIENT))
-    stack.idp.reset_counts()
-    seen_before = len(stack.gateway.received())
-    af = prepare_airflow(
-        tmp_path,
-        backend="kong_secrets_backend.KongSecretsBackend",
-        backend_kwargs=stack.backend_kwargs(),
-        dags_folder=EXAMPLE_DAGS,
-        extra_env={**LEAK_SCAN_LOGGING, "KONG_EXAMPLE_PAGE_PAUSE": str(PAGE_PAUSE)},
-    )
-    result = dags_test(af, DAG_ID)
+    result, received = run_example_dag(stack, tmp_path, DAG_ID, extra_env={"KONG_EXAMPLE_PAGE_PAUSE": str(PAGE_PAUSE)})
     output = result.all_output
-    print(f"\nairflow dags test {DAG_ID}: {result.duration:.1f}s")
-    assert result.ok, output[-6000:]
     assert result.task_states == dict.fromkeys(TASK_PATHS, "success")
 
-    received = stack.gateway.received()[seen_before:]
     by_path: dict[str, list[dict]] = {}
     for request in received:
         by_path.setdefault(request["path"], []).append(request)

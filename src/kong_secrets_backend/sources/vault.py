@@ -114,13 +114,32 @@ class VaultSource:
 
     def sign_identity_token(self, role: str, deadline: Deadline) -> str:
         """An identity token signed by Vault for this backend's own Vault identity (``identity/oidc/token/<role>``)."""
+        where = f"identity/oidc/token/{role}"
+        response = self._identity_call(
+            where, lambda client: client.secrets.identity.generate_signed_id_token(role), deadline
+        )
+        token = ((response or {}).get("data") or {}).get("token") if isinstance(response, dict) else None
+        if not isinstance(token, str) or not token:
+            raise SourceError(f"Vault answered {where} without a token", reason="vault_identity_token")
+        mask(token)
+        return token
+
+    def identity_jwks(self, deadline: Deadline) -> dict[str, Any]:
+        """Vault's identity token verification keys (``identity/oidc/.well-known/keys``, a JWKS)."""
+        where = "identity/oidc/.well-known/keys"
+        response = self._identity_call(
+            where, lambda client: client.secrets.identity.read_active_public_keys(), deadline
+        )
+        if not isinstance(response, dict) or not isinstance(response.get("keys"), list):
+            raise SourceError(f"Vault answered {where} without a JWKS", reason="vault_identity_token")
+        return response
+
+    def _identity_call(self, where: str, operation: Any, deadline: Deadline) -> Any:
+        """Run an identity request; Vault's refusals and failures become SourceErrors naming ``where``."""
         import hvac.exceptions
 
-        where = f"identity/oidc/token/{role}"
         try:
-            response = self._with_reauth(
-                lambda client: client.secrets.identity.generate_signed_id_token(role), deadline
-            )
+            return self._with_reauth(operation, deadline)
         except hvac.exceptions.Forbidden as exc:
             raise SourceError(
                 f"Vault denied {where}: the policy of the backend's Vault login must allow read on it",
@@ -138,28 +157,6 @@ class VaultSource:
             raise SourceError(
                 f"Vault at {self.settings.url} unreachable on {where}: {type(exc).__name__}", reason="vault_unreachable"
             ) from exc
-        token = ((response or {}).get("data") or {}).get("token") if isinstance(response, dict) else None
-        if not isinstance(token, str) or not token:
-            raise SourceError(f"Vault answered {where} without a token", reason="vault_identity_token")
-        mask(token)
-        return token
-
-    def identity_jwks(self, deadline: Deadline) -> dict[str, Any]:
-        """Vault's identity token verification keys (``identity/oidc/.well-known/keys``, a JWKS)."""
-        import hvac.exceptions
-
-        where = "identity/oidc/.well-known/keys"
-        try:
-            response = self._with_reauth(lambda client: client.secrets.identity.read_active_public_keys(), deadline)
-        except hvac.exceptions.VaultError as exc:
-            raise SourceError(f"Vault error on {where}: {type(exc).__name__}", reason="vault_error") from exc
-        except OSError as exc:
-            raise SourceError(
-                f"Vault at {self.settings.url} unreachable on {where}: {type(exc).__name__}", reason="vault_unreachable"
-            ) from exc
-        if not isinstance(response, dict) or not isinstance(response.get("keys"), list):
-            raise SourceError(f"Vault answered {where} without a JWKS", reason="vault_identity_token")
-        return response
 
     def _read(self, mount: str, path: str, deadline: Deadline) -> SecretRecord | None:
         import hvac.exceptions
