@@ -5,7 +5,9 @@ and returns a `Gateway`. Each route is a prefix of the request path plus an auth
 ``rate-limiting`` plugin per consumer:
 
 * `JwtRoute` behaves like Kong's ``openid-connect`` plugin in bearer-only mode: JWT access tokens checked locally
-  against the issuer's public key (RS256 by default; ES256 etc. for issuers such as Vault's identity tokens);
+  against the issuer's public key (RS256 by default; ES256 etc. for issuers such as Vault's identity tokens), or
+  against a key set by ``kid`` as Kong does with the issuer's JWKS (`jwks_key_files`), so that tokens signed
+  before and after a key rotation both verify; `Gateway.reload` restarts HAProxy with a new key set;
 * `KongJwtRoute` behaves like Kong's ``jwt`` plugin: the consumer's jwt credential is selected by the token's
   ``iss`` (``key_claim_name``); HS256/384/512 with the credential's secret, RS*/ES* with its public key; ``exp``
   checked, and ``maximum_expiration`` when set;
@@ -98,10 +100,13 @@ class JwtRoute:
     private key in PEM, RSA for RS*/PS*, EC on the matching curve for ES*), unexpired, from `issuer`, for
     `audience`, and its space-separated ``scope`` claim must contain `required_scope` as a whole word (else 403,
     not 401). The consumer is the ``client_id`` claim, falling back to ``sub``.
+
+    `public_key_pem` may instead map key ids to PEMs (a JWKS, see `jwks_key_files`): the token's ``kid`` header
+    picks the key, as Kong's openid-connect does; a token without a known ``kid`` is refused.
     """
 
     path_prefix: str
-    public_key_pem: Path
+    public_key_pem: Path | Mapping[str, Path]
     issuer: str
     audience: str
     required_scope: str
@@ -158,6 +163,18 @@ class Gateway:
     upstream_log: Path
     proc: Proc
     upstream: Proc
+    config_path: Path | None = None
+    upstream_port: int = 0
+
+    def reload(self, routes: Sequence[Route]) -> None:
+        """Rewrite haproxy.cfg for `routes` and restart HAProxy on the same port (the upstream keeps running), as
+        Kong picks up a changed configuration or an issuer's new JWKS: e.g. after a signing key rotation."""
+        if self.config_path is None:
+            raise RuntimeError("only a gateway started by start_gateway can be reloaded")
+        port = int(self.url.rsplit(":", 1)[1])
+        self.config_path.write_text(render_config(port, self.upstream_port, routes, self.config_path.parent / "keys"))
+        self.proc.stop()
+        self.proc = _start_haproxy(self.config_path, self.url)
 
     def received(self) -> list[dict[str, Any]]:
         """The requests the echo upstream saw, oldest first."""
@@ -258,13 +275,61 @@ def _key_file(source: Path, keys_dir: Path, name: str, algorithm: str) -> Path:
     return path
 
 
-def _jwt_rules(route: JwtRoute, rid: str, key_path: Path) -> list[str]:
+def jwks_key_files(jwks: Mapping[str, Any], dest_dir: Path, *, algorithm: str) -> dict[str, Path]:
+    """The keys of a JWKS usable with `algorithm`, each written as a PEM file: ``{kid: path}`` for a `JwtRoute`."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    family = "RSA" if algorithm.startswith(("RS", "PS")) else "EC"
+    files: dict[str, Path] = {}
+    for i, jwk in enumerate(jwks.get("keys", [])):
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or jwk.get("kty") != family or jwk.get("alg", algorithm) != algorithm:
+            continue
+        if family == "EC" and jwk.get("crv") != {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[algorithm]:
+            continue
+        path = dest_dir / f"jwk-{i}.pem"
+        path.write_bytes(jwk_to_pem(jwk))
+        files[kid] = path
+    return files
+
+
+def _jwt_keys(route: JwtRoute, rid: str, keys_dir: Path) -> Path | dict[str, Path]:
+    if not isinstance(route.public_key_pem, Mapping):
+        return _key_file(route.public_key_pem, keys_dir, rid, route.algorithm)
+    if not route.public_key_pem:
+        raise ValueError("a JwtRoute needs at least one key")
+    keys = {}
+    for i, (kid, source) in enumerate(route.public_key_pem.items()):
+        if not isinstance(kid, str) or not _SAFE_TOKEN.fullmatch(kid):
+            raise ValueError(f"key id must be a plain token: {kid!r}")
+        keys[kid] = _key_file(source, keys_dir, f"{rid}-k{i}", route.algorithm)
+    return keys
+
+
+def _signature_rules(r: str, alg: str, keys: Path | dict[str, Path]) -> list[str]:
+    """The signature, checked with the route's algorithm (never the one the token names) and one key, or the key
+    the token's ``kid`` header names."""
+    if isinstance(keys, Path):
+        return [_unauthorized(f"{r} !{{ var(txn.bearer),jwt_verify({alg},{keys}) -m int 1 }}")]
+    rules = [
+        f"http-request set-var(txn.jwt_kid) var(txn.bearer),jwt_header_query('$.kid') if {r}",
+        f"http-request unset-var(txn.sig_ok) if {r}",
+    ]
+    rules += [
+        f"http-request set-var(txn.sig_ok) bool(1) if {r} {{ var(txn.jwt_kid) -m str {_q(kid)} }}"
+        f" {{ var(txn.bearer),jwt_verify({alg},{path}) -m int 1 }}"
+        for kid, path in keys.items()
+    ]
+    rules.append(_unauthorized(f"{r} !{{ var(txn.sig_ok) -m bool }}"))
+    return rules
+
+
+def _jwt_rules(route: JwtRoute, rid: str, keys: Path | dict[str, Path]) -> list[str]:
     """Rules for one JwtRoute; on success txn.consumer (and txn.scope) are set, else a canned response is returned.
 
     Every rule is guarded by the route's ACL `rid`. Techniques: `http_auth_bearer` for the token,
-    `jwt_header_query('$.alg')` compared with the route's algorithm, `jwt_verify(<alg>,<pem file>)` must be 1,
-    `jwt_payload_query('$.exp','int')` minus `date()` must be > 0, string equality for iss/aud, a PCRE whole-word
-    match on the scope claim.
+    `jwt_header_query('$.alg')` compared with the route's algorithm, `jwt_verify(<alg>,<pem file>)` must be 1 (with
+    a key set: for the file of the token's ``kid``), `jwt_payload_query('$.exp','int')` minus `date()` must be > 0,
+    string equality for iss/aud, a PCRE whole-word match on the scope claim.
     """
     if not _SCOPE_TOKEN.fullmatch(route.required_scope):
         raise ValueError(f"required_scope must be one RFC 6749 scope token: {route.required_scope!r}")
@@ -280,7 +345,7 @@ def _jwt_rules(route: JwtRoute, rid: str, key_path: Path) -> list[str]:
         f"http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('$.alg') if {r}",
         _unauthorized(f"{r} !{{ var(txn.jwt_alg) -m str {alg} }}"),
         # Signature, checked with the fixed algorithm (never the one the token names).
-        _unauthorized(f"{r} !{{ var(txn.bearer),jwt_verify({alg},{key_path}) -m int 1 }}"),
+        *_signature_rules(r, alg, keys),
         # exp > now (required); nbf <= now (if present).
         f"http-request set-var(txn.jwt_exp) var(txn.bearer),jwt_payload_query('$.exp','int') if {r}",
         f"http-request set-var(txn.jwt_ttl) var(txn.jwt_exp),sub(txn.now) if {r} {{ var(txn.jwt_exp) -m found }}",
@@ -448,7 +513,7 @@ def _key_auth_rules(route: KeyAuthRoute, rid: str, keys_dir: Path) -> list[str]:
 def _auth_rules(route: Route, rid: str, keys_dir: Path) -> list[str]:
     """Dispatch on the route's auth style. Contract: reject with a canned response, or leave txn.consumer set."""
     if isinstance(route, JwtRoute):
-        return _jwt_rules(route, rid, _key_file(route.public_key_pem, keys_dir, rid, route.algorithm))
+        return _jwt_rules(route, rid, _jwt_keys(route, rid, keys_dir))
     if isinstance(route, KongJwtRoute):
         return _kong_jwt_rules(route, rid, keys_dir)
     if isinstance(route, KeyAuthRoute):
@@ -603,17 +668,23 @@ def start_gateway(workdir: Path, routes: Sequence[Route]) -> Gateway:
         ready=lambda: _port_answers(upstream_port),
         timeout=15,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        proc = procs.start(
-            "haproxy",
-            ["haproxy", "-f", str(cfg), "-db"],
-            log_dir=logs,
-            ready=lambda: procs.http_ok(url + "/"),
-            cwd=workdir,
-            timeout=15,
-        )
+        proc = _start_haproxy(cfg, url)
     except BaseException:
         upstream.stop()
         raise
-    return Gateway(url=url, upstream_log=upstream_log, proc=proc, upstream=upstream)
+    return Gateway(
+        url=url, upstream_log=upstream_log, proc=proc, upstream=upstream, config_path=cfg, upstream_port=upstream_port
+    )
+
+
+def _start_haproxy(cfg: Path, url: str) -> Proc:
+    return procs.start(
+        "haproxy",
+        ["haproxy", "-f", str(cfg), "-db"],
+        log_dir=cfg.parent / "logs",
+        ready=lambda: procs.http_ok(url + "/"),
+        cwd=cfg.parent,
+        timeout=15,
+    )

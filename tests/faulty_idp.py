@@ -105,10 +105,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"{}")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (the backend's deadline) is the point of these faults: no traceback."""
+
+
 @contextmanager
 def faulty_idp() -> Iterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) of a running faulty token endpoint."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _QuietServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

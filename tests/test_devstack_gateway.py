@@ -52,10 +52,20 @@ def public_pem(idp_key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="module")
-def gateway(public_pem: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def next_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    public_pem: Path, next_key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    next_pem = tmp_path_factory.mktemp("idp-next") / "idp-next-public.pem"
+    next_pem.write_bytes(_pem_public(next_key))
     routes = [
         JwtRoute("/orders", public_pem, ISSUER, AUDIENCE, SCOPE),
         JwtRoute("/limited", public_pem, ISSUER, AUDIENCE, SCOPE, rate_limit=LIMIT, rate_window=LIMIT_WINDOW),
+        JwtRoute("/keyset", {"k1": public_pem, "k2": next_pem}, ISSUER, AUDIENCE, SCOPE),  # a JWKS, by kid
     ]
     gw = start_gateway(tmp_path_factory.mktemp("gateway"), routes)
     try:
@@ -277,6 +287,28 @@ def test_rate_limit_per_consumer_is_429(gateway: Gateway, idp_key: rsa.RSAPrivat
     other = sign(idp_key, claims(client_id=f"{client}-other"))
     assert get(gateway, "/limited", other).status_code == 200
     assert get(gateway, "/orders", token).status_code == 200
+
+
+# --- a key set (JWKS) selected by kid, as Kong's openid-connect does --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signer", "kid", "status"),
+    [
+        ("idp", "k1", 200),
+        ("next", "k2", 200),  # a rotated-in key
+        ("idp", "k2", 401),  # the kid names another key of the set
+        ("next", "k1", 401),
+        ("idp", "k9", 401),  # unknown kid
+        ("idp", None, 401),  # no kid
+    ],
+)
+def test_a_key_set_verifies_each_token_with_the_key_its_kid_names(
+    gateway: Gateway, idp_key: rsa.RSAPrivateKey, next_key: rsa.RSAPrivateKey, signer: str, kid: str | None, status: int
+) -> None:
+    key = idp_key if signer == "idp" else next_key
+    token = jwt.encode(claims(), _pem_private(key), algorithm="RS256", headers={"kid": kid} if kid else None)
+    assert get(gateway, "/keyset", token).status_code == status
 
 
 # --- config validation and process handling ---

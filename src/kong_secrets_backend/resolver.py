@@ -12,7 +12,7 @@ from kong_secrets_backend.access import check_allowed, parse_allowed_dags
 from kong_secrets_backend.connection import check_kong_connection_fields, kong_conn_value, plain_conn_value
 from kong_secrets_backend.credentials import load_kong_auth, parse_credential
 from kong_secrets_backend.deadline import Deadline
-from kong_secrets_backend.errors import SecretFormatError, SourceError, TokenEndpointError
+from kong_secrets_backend.errors import KongAuthError, SecretFormatError, SourceError, TokenEndpointError
 from kong_secrets_backend.flows import build_flow
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.secret_ids import validate_secret_id
@@ -116,13 +116,16 @@ class Resolver:
         headers = correlation_headers(traceparent=config.traceparent, task_headers=config.task_headers)
         return entry.conn_value(token, conn_id, headers)
 
-    def _load(self, conn_id: str, team_name: str | None, deadline: Deadline) -> KongConnection | str | None:
+    def _load(
+        self, conn_id: str, team_name: str | None, deadline: Deadline, *, fresh: bool = False
+    ) -> KongConnection | str | None:
+        """Read and parse the connection; ``fresh`` also reads its shared credential again, bypassing the cache."""
         record = self.runtime.source.read("connections", conn_id, deadline, team_name)
         if record is None:
             return None
         if "kong_auth" not in record.data:  # plain connections are read every time, like the official backends
             return record.plain if record.plain is not None else plain_conn_value(record.data)
-        return self._kong_connection(record, deadline)
+        return self._kong_connection(record, deadline, fresh=fresh)
 
     def _last_read(self, key: tuple[str, ...], conn_id: str, exc: SourceError) -> KongConnection:
         """The source is down: keep serving the Kong connection read last (its token may well be valid)."""
@@ -181,15 +184,65 @@ class Resolver:
                 raise
             # The IdP refused the credential we hold: it may have been rotated under us. Read it again,
             # bypassing the cache, and retry once if it changed.
-            reloaded = self._load(conn_id, team_name, deadline)
-            if not isinstance(reloaded, KongConnection) or reloaded.flow.cache_key() == flow.cache_key():
+            reloaded = self._load(conn_id, team_name, deadline, fresh=True)
+            if not isinstance(reloaded, KongConnection):
                 raise
-            log.info("kong-secrets-backend: conn_id %s: the credential changed at the source; retrying once", conn_id)
-            entry = self._adopt(key, reloaded)
-            entry.replaced = None
-            token = broker.token(entry.flow, deadline, label=label)
+            if reloaded.flow.cache_key() != flow.cache_key():
+                log.info(
+                    "kong-secrets-backend: conn_id %s: the credential changed at the source; retrying once", conn_id
+                )
+                entry = self._adopt(key, reloaded)
+                entry.replaced = None
+                token = broker.token(entry.flow, deadline, label=label)
+            else:
+                # Unchanged: a rotation may have changed the IdP before it moved the source's current version
+                # (AWS Secrets Manager: AWSPENDING is written and set at the IdP, then AWSCURRENT moves to it).
+                try:
+                    pending = self._pending(reloaded, deadline)
+                except KongAuthError as unreadable:  # the refusal stays the error to report
+                    log.warning(
+                        "kong-secrets-backend: conn_id %s: cannot use the pending credential version (%s)",
+                        conn_id,
+                        unreadable,
+                    )
+                    pending = None
+                if pending is None or pending.flow.cache_key() == flow.cache_key():
+                    raise
+                log.info(
+                    "kong-secrets-backend: conn_id %s: the identity provider refused the current credential; "
+                    "trying the pending version at %s once",
+                    conn_id,
+                    pending.record.path,
+                )
+                try:
+                    token = broker.token(pending.flow, deadline, label=label)
+                except TokenEndpointError as refused:
+                    log.warning(
+                        "kong-secrets-backend: conn_id %s: the pending credential version was refused too (%s)",
+                        conn_id,
+                        refused,
+                    )
+                    raise exc from None
+                entry = self._adopt(key, pending)
         entry.replaced = None
         return entry, token
+
+    def _pending(self, current: KongConnection, deadline: Deadline) -> KongConnection | None:
+        """The connection with the source's pending credential version, or None: an optional source capability
+        (``read_pending``: AWS Secrets Manager's AWSPENDING), of the connection secret or its shared credential."""
+        read_pending = getattr(self.runtime.source, "read_pending", None)
+        if read_pending is None:
+            return None
+        shared_path = load_kong_auth(current.record.data["kong_auth"]).get("credentials_path")
+        if shared_path is None:
+            record = read_pending("connections", current.record.path, deadline)
+            if record is None or "kong_auth" not in record.data:
+                return None
+            return self._kong_connection(record, deadline)
+        shared = read_pending("credentials", shared_path, deadline)
+        if shared is None:
+            return None
+        return self._kong_connection(current.record, deadline, shared=self._shared_fields(shared))
 
     def _first_resolution_of_a_retry(self, flow: TokenFlow) -> bool:
         """True once per task try > 1 and credential: a retried task starts with a freshly minted token (the
@@ -204,7 +257,11 @@ class Resolver:
             self.runtime.forced.add(marker)
         return True
 
-    def _kong_connection(self, record: SecretRecord, deadline: Deadline) -> KongConnection:
+    def _kong_connection(
+        self, record: SecretRecord, deadline: Deadline, *, fresh: bool = False, shared: SecretRecord | None = None
+    ) -> KongConnection:
+        """Parse a Kong connection; its ``credentials_path`` is read (through the cache unless ``fresh``) unless
+        ``shared`` gives that credential already."""
         check_kong_connection_fields(record.data)
         block = load_kong_auth(record.data["kong_auth"])
         check_field_sizes(block)
@@ -212,7 +269,7 @@ class Resolver:
         version = record.version
         shared_path = block.get("credentials_path")
         if shared_path is not None:
-            shared = self._shared_credential(shared_path, deadline)
+            shared = shared or self._shared_credential(shared_path, deadline, fresh=fresh)
             block = {**{k: v for k, v in block.items() if k != "credentials_path"}, **shared.data}
             # connections sharing one credential share its tokens: the key follows the credential's version
             version = f"{shared.path}@{shared.version}"
@@ -238,22 +295,28 @@ class Resolver:
             credential=credential,
         )
 
-    def _shared_credential(self, path: Any, deadline: Deadline) -> SecretRecord:
+    def _shared_credential(self, path: Any, deadline: Deadline, *, fresh: bool = False) -> SecretRecord:
         if not isinstance(path, str) or not path.strip("/"):
             raise SecretFormatError("kong_auth.credentials_path must be a non-empty string")
         validate_secret_id(path.strip("/"), kind="kong_auth.credentials_path")
-        cached = self._cached(("credentials", path))
+        cached = None if fresh else self._cached(("credentials", path))
         if cached is not None:
             return cached  # type: ignore[return-value]
         record = self.runtime.source.read_path(path, deadline)
         if record is None:
             raise SourceError(f"kong_auth.credentials_path {path} holds no secret", reason="credentials_missing")
-        if "kong_auth" in record.data:  # the shared secret may itself be a kong_auth block
+        record = self._shared_fields(record)
+        self._store(("credentials", path), record)
+        return record
+
+    @staticmethod
+    def _shared_fields(record: SecretRecord) -> SecretRecord:
+        """A shared credential's fields (the secret may itself be a kong_auth block), masked."""
+        if "kong_auth" in record.data:
             record = type(record)(
                 data=load_kong_auth(record.data["kong_auth"]), path=record.path, version=record.version
             )
         mask(*(v for v in record.data.values() if isinstance(v, str)))
-        self._store(("credentials", path), record)
         return record
 
     def _cached(self, key: tuple[str, ...]) -> KongConnection | SecretRecord | None:

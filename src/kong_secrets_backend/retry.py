@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 3
-_TRANSIENT_SOURCE_REASONS = frozenset({"vault_down", "vault_unreachable", "vault_error", "aws_unavailable"})
+_TRANSIENT_SOURCE_REASONS = frozenset(
+    {"vault_down", "vault_unreachable", "vault_error", "aws_unavailable", "aws_unreachable"}
+)
 _TRANSIENT_IDP_REASONS = frozenset({"idp_unreachable"})
 
 

@@ -17,6 +17,9 @@ from kong_secrets_backend.retry import is_transient, with_retries
         (TokenEndpointError("x", status=400, oauth_error="invalid_scope"), False),
         (SourceError("x", reason="vault_down"), True),
         (SourceError("x", reason="vault_forbidden"), False),
+        (SourceError("x", reason="aws_unavailable"), True),  # throttled, or a 5xx
+        (SourceError("x", reason="aws_unreachable"), True),
+        (SourceError("x", reason="aws_forbidden"), False),
         (SecretFormatError("x"), False),
     ],
 )

@@ -44,6 +44,10 @@ class SecretSource(Protocol):
     def read_path(self, path: str, deadline: Deadline) -> SecretRecord | None:
         """The secret at an absolute path of this source (used by ``credentials_path``)."""
 
+    # Optional capability, looked up with getattr by the resolver (AWS only):
+    # ``read_pending(kind: "connections" | "credentials", name, deadline) -> SecretRecord | None``, the version
+    # a rotation staged but has not made current yet, tried once when the IdP refuses the current credential.
+
 
 def build_source(config: BackendConfig) -> SecretSource:
     if config.source == "vault":

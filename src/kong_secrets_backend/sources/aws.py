@@ -8,6 +8,12 @@
   connection parts by SecretsManagerBackend's words (``user`` -> login, ``server`` -> host, ...,
   extended by ``extra_conn_words``). A Kong connection is that JSON form plus ``kong_auth``.
 - Every read asks for ``VersionStage="AWSCURRENT"`` explicitly; the record's version is the VersionId.
+  ``read_pending`` reads the AWSPENDING version of one secret: only when the identity provider refused the
+  AWSCURRENT credential (a rotation that changed the IdP before moving AWSCURRENT), never otherwise.
+- Throttling, 5xx answers and dropped connections are retried (tenacity, ``retry.py``) within the resolution
+  deadline, with per-attempt timeouts derived from it; botocore's own retries are off, so that the attempts
+  and their back-off stay inside the deadline. They fail as ``SourceError(reason="aws_unavailable")`` or
+  ``"aws_unreachable"``, which lets the resolver serve the last-read connection and its still-valid token.
 - boto3 is imported here, lazily, and nowhere else on the ``source: "aws"`` path; one client per
   process (built on first use, again after a fork), with role assumption through STS when ``role_arn``
   is set (credentials refreshed by botocore before they expire).
@@ -20,11 +26,12 @@ import logging
 import os
 import re
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kong_secrets_backend.airflow_compat import multi_team_enabled
 from kong_secrets_backend.errors import SecretFormatError, SourceError
 from kong_secrets_backend.masking import mask
+from kong_secrets_backend.retry import MAX_ATTEMPTS, with_retries
 from kong_secrets_backend.sources import SecretKind, SecretRecord
 
 if TYPE_CHECKING:
@@ -40,6 +47,25 @@ ROLE_SESSION_NAME = "Airflow_SecretsManagerBackend__connection"
 # Error codes SecretsManagerBackend treats as "no such secret" (it returns None for them).
 _NOT_FOUND = ("ResourceNotFoundException", "InvalidParameterException", "InvalidRequestException")
 _DENIED = ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidClientTokenId")
+# Answers worth another attempt (botocore's standard retry mode treats the same codes as throttling or transient).
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+PENDING = "AWSPENDING"
 
 
 class AwsSource:
@@ -47,7 +73,8 @@ class AwsSource:
 
     def __init__(self, settings: AwsSettings, *, deadline: float = 10.0) -> None:
         self.settings = settings
-        self._timeout = max(0.5, min(5.0, deadline / 4))  # per attempt; two attempts stay within the deadline
+        # per attempt: MAX_ATTEMPTS attempts and their back-off stay within the deadline
+        self._timeout = max(0.5, min(5.0, deadline / (MAX_ATTEMPTS + 1)))
         self._client: Any = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -127,6 +154,24 @@ class AwsSource:
         data = _json_object(value, name)
         return SecretRecord(data=data, path=name, version=version)
 
+    def read_pending(
+        self, kind: Literal["connections", "credentials"], name: str, deadline: Deadline
+    ) -> SecretRecord | None:
+        """The AWSPENDING version of the secret ``name`` (a record's path, as read), parsed as ``read`` (a
+        connection) or ``read_path`` (a shared credential) parses it; None when it has no AWSPENDING version.
+
+        Only for a credential the identity provider refused: a rotation may have changed the IdP before it
+        moved AWSCURRENT. The resolver tries the result once, and only if it differs from AWSCURRENT.
+        """
+        name = name.lstrip("/")
+        found = self._get(name, deadline, stage=PENDING)
+        if found is None:
+            return None
+        value, version = found
+        if kind == "connections":
+            return self._connection_record(value, name, version)
+        return SecretRecord(data=_json_object(value, name), path=name, version=version)
+
     def _connection_record(self, value: str, name: str, version: str | None) -> SecretRecord:
         if not value.strip().startswith("{"):
             return SecretRecord(data={}, path=name, version=version, plain=value)  # a connection URI
@@ -138,18 +183,37 @@ class AwsSource:
         data = {**fields, "kong_auth": raw["kong_auth"]} if "kong_auth" in raw else fields
         return SecretRecord(data=data, path=name, version=version, plain=json.dumps(fields))
 
-    def _get(self, name: str, deadline: Deadline) -> tuple[str, str | None] | None:
-        """(SecretString, VersionId) of the AWSCURRENT version, or None where SecretsManagerBackend finds nothing."""
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+    def _get(self, name: str, deadline: Deadline, stage: str = "AWSCURRENT") -> tuple[str, str | None] | None:
+        """(SecretString, VersionId) of the version staged ``stage``, or None where SecretsManagerBackend finds
+        nothing; throttling, 5xx answers and dropped connections are retried within the deadline."""
+        what = f"reading {name} ({stage}) from AWS Secrets Manager"
+        return with_retries(lambda: self._get_once(name, deadline, stage), deadline, what=what)
+
+    def _get_once(self, name: str, deadline: Deadline, stage: str) -> tuple[str, str | None] | None:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            HTTPClientError,
+            NoCredentialsError,
+            NoRegionError,
+            SSLError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         deadline.timeout(what="an AWS Secrets Manager request")  # none left: refuse before sending
         try:
-            response = self._get_client().get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+            response = self._get_client().get_secret_value(SecretId=name, VersionStage=stage)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "?"))
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "?")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in _NOT_FOUND:
-                log.debug("AWS Secrets Manager has no secret %s (%s)", name, code)
+                log.debug("AWS Secrets Manager has no secret %s staged %s (%s)", name, stage, code)
                 return None
+            if code in _TRANSIENT_CODES or (isinstance(status, int) and (status >= 500 or status == 429)):
+                raise SourceError(
+                    f"AWS Secrets Manager unavailable reading {name}: {code} (HTTP {status})", reason="aws_unavailable"
+                ) from None
             reason = "aws_forbidden" if code in _DENIED else "aws_error"
             raise SourceError(f"AWS Secrets Manager refused reading {name}: {code}", reason=reason) from None
         except NoCredentialsError:
@@ -161,9 +225,17 @@ class AwsSource:
                 f"no AWS region for Secrets Manager reading {name}: set region_name or AWS_DEFAULT_REGION",
                 reason="bad_config",
             ) from None
-        except BotoCoreError as exc:
+        except SSLError:
+            raise SourceError(
+                f"TLS verification failed for AWS Secrets Manager reading {name} (see verify)", reason="aws_tls"
+            ) from None
+        except (BotoConnectionError, HTTPClientError) as exc:
             raise SourceError(
                 f"AWS Secrets Manager unreachable reading {name}: {type(exc).__name__}", reason="aws_unreachable"
+            ) from None
+        except BotoCoreError as exc:
+            raise SourceError(
+                f"AWS Secrets Manager request failed reading {name}: {type(exc).__name__}", reason="aws_error"
             ) from None
         value = response.get("SecretString")
         if value is None:  # a binary secret: SecretsManagerBackend reads nothing either
@@ -195,7 +267,8 @@ class AwsSource:
             **{
                 "connect_timeout": self._timeout,
                 "read_timeout": self._timeout,
-                "retries": {"mode": "standard", "total_max_attempts": 2},
+                # one attempt per call: _get retries within the deadline (botocore's back-off does not know it)
+                "retries": {"mode": "standard", "total_max_attempts": 1},
                 **s.config_kwargs,
             }
         )
