@@ -218,14 +218,15 @@ class Stack:
         pems = [*fs.private_keys.values(), *(v for v in fs.kong_jwt.values() if "PRIVATE KEY" in v)]
         key_lines = [_longest_line(p) for p in pems]  # a PEM shows up line by line, or escaped, in a log
         hs = [v for v in fs.kong_jwt.values() if "PRIVATE KEY" not in v]
-        return [
+        planted = [
             self.bao.root_token,
             self.secret_id,
-            *(c.client_secret for c in self.clients.values()),
+            *(c.client_secret for c in self.clients.values()),  # "" for the private_key_jwt client
             *key_lines,
             *hs,
             fs.api_key,
         ]
+        return [value for value in planted if value]
 
     def stop(self) -> None:
         for part in (self.gateway, self.idp, self.bao):

@@ -256,3 +256,10 @@ def test_misconfigured_backend_logs_error_and_keeps_airflow_alive(caplog: pytest
     assert "kv_engine_version must be 1 or 2" in caplog.text
     with pytest.raises(KongAuthError):
         b.get_conn_value("anything")
+
+
+def test_every_planted_secret_is_a_real_value_so_leak_checks_cannot_pass_or_fail_on_an_empty_string(
+    stack: Stack,
+) -> None:
+    planted = stack.planted_secrets()
+    assert planted and all(isinstance(s, str) and len(s) >= 8 for s in planted)
