@@ -144,6 +144,10 @@ class Stack:
         return {k: v for k, v in block.items() if v is not None}
 
     def kong_connection(self, client: str = "airflow-orders", **overrides: Any) -> dict[str, Any]:
+        return self.connection(self.kong_auth(client, **overrides))
+
+    def connection(self, kong_auth: dict[str, Any]) -> dict[str, Any]:
+        """A connection secret pointing at the gateway, with this kong_auth block."""
         host, port = self.gateway_host_port()
         return {
             "conn_type": "http",
@@ -151,7 +155,7 @@ class Stack:
             "port": port,
             "schema": "http",
             "extra": {"Accept": "application/json"},
-            "kong_auth": self.kong_auth(client, **overrides),
+            "kong_auth": kong_auth,
         }
 
     def flow_auth(self, flow: str, **overrides: Any) -> dict[str, Any]:
@@ -200,15 +204,7 @@ class Stack:
         return {k: v for k, v in block.items() if v is not None}
 
     def flow_connection(self, flow: str, **overrides: Any) -> dict[str, Any]:
-        host, port = self.gateway_host_port()
-        return {
-            "conn_type": "http",
-            "host": host,
-            "port": port,
-            "schema": "http",
-            "extra": {"Accept": "application/json"},
-            "kong_auth": self.flow_auth(flow, **overrides),
-        }
+        return self.connection(self.flow_auth(flow, **overrides))
 
     def put(self, path: str, data: dict[str, Any], *, mount: str = "secret", kv_version: int = 2) -> int | None:
         return self.bao.put_secret(mount, path, data, kv_version=kv_version)

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from airflow.sdk.definitions.connection import Connection
 
 from devstack.moto import Moto
@@ -19,6 +18,7 @@ from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.airflow_compat import set_connection_class
 from kong_secrets_backend.errors import KongAuthError
 from tests.faulty_aws import FaultyAws, faulty_aws
+from tests.resilience.gateway import accepted
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state", "aws_env")
 
@@ -50,13 +50,6 @@ def _backend(wire: FaultyAws, **extra: Any) -> KongSecretsBackend:
     return backend
 
 
-def _accepted(stack: Stack, conn: Connection | None) -> str:
-    assert conn is not None
-    resp = requests.get(f"{stack.gateway.url}/orders", headers=dict(conn.extra_dejson), timeout=5)
-    assert resp.status_code == 200, resp.text
-    return str(conn.extra_dejson["Authorization"])
-
-
 @pytest.mark.parametrize("fault", ["throttle", "500"])
 def test_throttling_and_500s_are_retried_with_backoff_inside_the_deadline(
     stack: Stack, aws_env: Moto, wire: FaultyAws, fault: str
@@ -64,7 +57,7 @@ def test_throttling_and_500s_are_retried_with_backoff_inside_the_deadline(
     cid, name = _kong_connection(stack, aws_env)
     wire.fail(fault, times=2)
     started = time.monotonic()
-    _accepted(stack, _backend(wire).get_connection(cid))
+    accepted(stack, _backend(wire).get_connection(cid))
     assert time.monotonic() - started < DEADLINE
     assert [r.answered for r in wire.reads(name)] == [fault, fault, "forwarded"]  # botocore adds no retries
 
@@ -74,14 +67,14 @@ def test_a_still_valid_token_is_served_while_secrets_manager_throttles_fails_or_
 ) -> None:
     cid, name = _kong_connection(stack, aws_env)
     backend = _backend(wire, credential_cache_ttl=0.2)
-    first = _accepted(stack, backend.get_connection(cid))
+    first = accepted(stack, backend.get_connection(cid))
     for fault in ("throttle", "500", "html500", "hang"):
         wire.fail(fault)
         time.sleep(0.25)  # past the credential TTL: the next resolution must read Secrets Manager
         before = len(wire.reads(name))
         started = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="kong_secrets_backend"):
-            assert _accepted(stack, backend.get_connection(cid)) == first, fault
+            assert accepted(stack, backend.get_connection(cid)) == first, fault
         assert time.monotonic() - started < DEADLINE + 0.5, fault
         assert len(wire.reads(name)) - before == 3, fault  # bounded: three attempts, then the last read is served
         wire.heal()

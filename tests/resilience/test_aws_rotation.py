@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from airflow.sdk.definitions.connection import Connection
 
 from devstack.idp import IdpClient
@@ -23,6 +22,7 @@ from kong_secrets_backend.airflow_compat import set_connection_class
 from kong_secrets_backend.errors import KongAuthError
 from tests.faulty_aws import FaultyAws, faulty_aws
 from tests.leak_scan import LEAKS
+from tests.resilience.gateway import accepted
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state", "aws_env")
 
@@ -61,13 +61,6 @@ def _backend(wire: FaultyAws, **extra: Any) -> KongSecretsBackend:
     return backend
 
 
-def _accepted(stack: Stack, conn: Connection | None) -> str:
-    assert conn is not None
-    resp = requests.get(f"{stack.gateway.url}/orders", headers=dict(conn.extra_dejson), timeout=5)
-    assert resp.status_code == 200, resp.text
-    return str(conn.extra_dejson["Authorization"])
-
-
 def _finish_rotation(moto: Moto, name: str, pending_version: str) -> None:
     """What a rotation's finishSecret step does: AWSCURRENT moves to the pending version."""
     sm = moto.client()
@@ -101,16 +94,16 @@ def test_mid_rotation_the_awspending_version_is_tried_once_when_the_idp_refuses_
     stack.idp.reset_counts()
     backend = _backend(wire, credential_cache_ttl=0.3)
 
-    first = _accepted(stack, backend.get_connection(cid))  # no failure: refused, re-read, then AWSPENDING
+    first = accepted(stack, backend.get_connection(cid))  # no failure: refused, re-read, then AWSPENDING
     assert wire.stages(rotated) == [CURRENT, CURRENT, PENDING]
     assert stack.idp.token_requests(old.client_id) == 2  # the refused AWSCURRENT secret, then the pending one
 
     time.sleep(0.4)  # past the credential TTL: AWSCURRENT (still the old secret) is read again
-    assert _accepted(stack, backend.get_connection(cid)) == first  # the pending version's token, still fresh
+    assert accepted(stack, backend.get_connection(cid)) == first  # the pending version's token, still fresh
     assert PENDING not in wire.stages(rotated)[3:]
     _finish_rotation(aws_env, rotated, pending_version)  # AWSCURRENT moves to the version already in use
     time.sleep(0.4)
-    assert _accepted(stack, backend.get_connection(cid)) == first
+    assert accepted(stack, backend.get_connection(cid)) == first
     assert stack.idp.token_requests(old.client_id) == 2  # no mint after the pending one
     assert wire.stages(rotated)[-1] == CURRENT
 
@@ -123,9 +116,9 @@ def test_a_working_awscurrent_credential_never_reads_awspending(stack: Stack, aw
     aws_env.put_secret(name, _connection(stack, client))
     aws_env.put_pending(name, _connection(stack, _with_secret(client, "aws-next")))  # a rotation just started
     backend = _backend(wire, credential_cache_ttl=0.2)
-    first = _accepted(stack, backend.get_connection(cid))
+    first = accepted(stack, backend.get_connection(cid))
     time.sleep(0.3)
-    assert _accepted(stack, backend.get_connection(cid)) == first
+    assert accepted(stack, backend.get_connection(cid)) == first
     assert wire.stages(name) == [CURRENT, CURRENT]
 
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from airflow.sdk.definitions.connection import Connection
 
 from devstack.idp import IdpClient
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
 from tests.leak_scan import LEAKS
+from tests.resilience.gateway import accepted
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state")
 
@@ -46,20 +46,13 @@ def _backend(stack: Stack, **extra: Any) -> KongSecretsBackend:
     return b
 
 
-def _accepted(stack: Stack, conn: Connection | None) -> str:
-    assert conn is not None
-    resp = requests.get(f"{stack.gateway.url}/orders", headers=dict(conn.extra_dejson), timeout=5)
-    assert resp.status_code == 200, resp.text
-    return str(conn.extra_dejson["Authorization"])
-
-
 def test_a_new_secret_version_is_picked_up_and_the_old_token_served_until_it_nears_expiry(stack: Stack) -> None:
     client = _client(ttl=8)  # advisory margin: 4 s
     stack.idp.put_client(client)
     cid = f"rot_{uuid.uuid4().hex[:8]}"
     stack.put(f"connections/{cid}", _secret(stack, client))
     b = _backend(stack, credential_cache_ttl=0.5)
-    first = _accepted(stack, b.get_connection(cid))
+    first = accepted(stack, b.get_connection(cid))
 
     rotated = _rotate(client)
     stack.idp.put_client(rotated)  # the IdP now refuses the old secret
@@ -69,7 +62,7 @@ def test_a_new_secret_version_is_picked_up_and_the_old_token_served_until_it_nea
     tokens = []
     deadline = time.monotonic() + 7
     while time.monotonic() < deadline:  # every resolution succeeds and passes the gateway, across the switch
-        tokens.append(_accepted(stack, b.get_connection(cid)))
+        tokens.append(accepted(stack, b.get_connection(cid)))
         if len(tokens) > 2 and tokens[-3] != first:
             break
         time.sleep(0.25)
@@ -84,14 +77,14 @@ def test_a_secret_revoked_at_the_idp_is_reread_from_vault_and_retried_once(stack
     cid = f"rot_{uuid.uuid4().hex[:8]}"
     stack.put(f"connections/{cid}", _secret(stack, client))
     b = _backend(stack, credential_cache_ttl=600)  # the backend keeps holding the old credential
-    _accepted(stack, b.get_connection(cid))
+    accepted(stack, b.get_connection(cid))
 
     rotated = _rotate(client)
     stack.put(f"connections/{cid}", _secret(stack, rotated))
     stack.idp.put_client(rotated)
     time.sleep(3.7)  # the token is in its mandatory window: a mint is needed, with the cached (revoked) secret
     stack.idp.reset_counts()
-    _accepted(stack, b.get_connection(cid))  # invalid_client -> re-read Vault, bypassing the cache -> retry
+    accepted(stack, b.get_connection(cid))  # invalid_client -> re-read Vault, bypassing the cache -> retry
     assert stack.idp.token_requests(client.client_id) == 2
 
 
@@ -117,15 +110,15 @@ def test_a_retried_task_starts_with_a_fresh_token_once_per_try(stack: Stack, tas
     stack.put(f"connections/{cid}", stack.kong_connection())
     b = _backend(stack)
     task_try.append({"ti": _TI(try_number=1)})
-    first = _accepted(stack, b.get_connection(cid))
-    assert _accepted(stack, b.get_connection(cid)) == first  # same try: reused
+    first = accepted(stack, b.get_connection(cid))
+    assert accepted(stack, b.get_connection(cid)) == first  # same try: reused
 
     task_try[-1] = {"ti": _TI(try_number=2)}
     stack.idp.reset_counts()
-    retried = _accepted(stack, b.get_connection(cid))
+    retried = accepted(stack, b.get_connection(cid))
     assert retried != first
-    assert _accepted(stack, b.get_connection(cid)) == retried  # only the first resolution of the try mints
+    assert accepted(stack, b.get_connection(cid)) == retried  # only the first resolution of the try mints
     assert stack.idp.token_requests() == 1
 
     task_try.pop()
-    assert _accepted(stack, b.get_connection(cid)) == retried  # outside a task nothing changes
+    assert accepted(stack, b.get_connection(cid)) == retried  # outside a task nothing changes
