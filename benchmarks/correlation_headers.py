@@ -37,7 +37,7 @@ def main() -> None:
 
     from devstack.stack import running_stack
     from kong_secrets_backend import KongSecretsBackend
-    from kong_secrets_backend.task_context import TaskIdentity, task_override
+    from kong_secrets_backend.airflow_bridge.task import TaskIdentity, task_override
 
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
         stack.put("connections/bench", stack.kong_connection())

@@ -49,12 +49,12 @@ def main() -> None:
 
     import kong_secrets_backend.masking as masking
     from devstack.stack import running_stack
-    from kong_secrets_backend.config import parse_backend_kwargs
     from kong_secrets_backend.credentials import parse_credential
-    from kong_secrets_backend.deadline import Deadline
     from kong_secrets_backend.flows import build_flow
     from kong_secrets_backend.flows.client_credentials import ClientCredentialsFlow
     from kong_secrets_backend.runtime import runtime_for
+    from kong_secrets_backend.settings import parse_backend_kwargs
+    from kong_secrets_backend.transport.deadline import Deadline
 
     real_masker = masking._masker
     masking._masker = lambda: None  # type: ignore[assignment]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+from kong_secrets_backend.airflow_bridge.task import current_task
 from kong_secrets_backend.errors import AccessDenied, SecretFormatError
-from kong_secrets_backend.task_context import current_task
 
 
 def parse_allowed_dags(value: Any) -> tuple[str, ...] | None:

@@ -8,14 +8,14 @@ from typing import Any, TypeVar
 
 from airflow.secrets import BaseSecretsBackend
 
-from kong_secrets_backend import metrics
-from kong_secrets_backend.airflow_compat import connection_class
-from kong_secrets_backend.cache.connections import ConnectionMemo
-from kong_secrets_backend.config import BackendConfig, parse_backend_kwargs
+from kong_secrets_backend.airflow_bridge import metrics
+from kong_secrets_backend.airflow_bridge.compat import connection_class
+from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
 from kong_secrets_backend.errors import AccessDenied, ConfigError, KongAuthError, airflow_access_denied
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.resolver import Resolver
 from kong_secrets_backend.runtime import runtime_for
+from kong_secrets_backend.settings import BackendConfig, parse_backend_kwargs
 
 log = logging.getLogger("kong_secrets_backend")
 

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from kong_secrets_backend import observe
 from kong_secrets_backend.access import check_allowed, parse_allowed_dags
+from kong_secrets_backend.airflow_bridge.task import current_task
+from kong_secrets_backend.airflow_bridge.trace_headers import correlation_headers
 from kong_secrets_backend.connection import check_kong_connection_fields, kong_conn_value, plain_conn_value
 from kong_secrets_backend.credentials import load_kong_auth, parse_credential
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import KongAuthError, SecretFormatError, SourceError, TokenEndpointError
 from kong_secrets_backend.flows import build_flow
 from kong_secrets_backend.masking import mask
-from kong_secrets_backend.secret_ids import validate_secret_id
-from kong_secrets_backend.task_context import current_task
-from kong_secrets_backend.trace_headers import correlation_headers
+from kong_secrets_backend.sources.paths import validate_secret_id
+from kong_secrets_backend.transport.deadline import Deadline
 
 if TYPE_CHECKING:
     from kong_secrets_backend.flows import TokenFlow

@@ -13,16 +13,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kong_secrets_backend.broker import TokenBroker
 from kong_secrets_backend.cache import build_shared_cache
 from kong_secrets_backend.cache.memory import PROCESS_TOKEN_CACHE
 from kong_secrets_backend.cache.records import RecordCache
-from kong_secrets_backend.http import HttpTransport
 from kong_secrets_backend.sources import build_source
 from kong_secrets_backend.tokens import RefreshPolicy
+from kong_secrets_backend.tokens.broker import TokenBroker
+from kong_secrets_backend.transport.http import HttpTransport
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.config import BackendConfig
+    from kong_secrets_backend.settings import BackendConfig
     from kong_secrets_backend.sources import SecretSource
 
 _CREDENTIAL_CACHE_SIZE = 1024
@@ -83,7 +83,7 @@ def reset_runtimes() -> None:
 
 # Module-level locks of other modules, re-created in a forked child when those modules are loaded.
 _MODULE_LOCKS = (
-    ("kong_secrets_backend.metrics", "_counts_lock"),
+    ("kong_secrets_backend.airflow_bridge.metrics", "_counts_lock"),
     ("kong_secrets_backend.flows.discovery", "_LOCK"),
     ("kong_secrets_backend.flows.vault_identity", "_JWKS_LOCK"),
 )

@@ -11,7 +11,7 @@ from typing import Any
 from kong_secrets_backend.credentials.fields import DEFAULT_HEADER, Fields, scope_value
 from kong_secrets_backend.credentials.keys import SigningKey, hmac_key, pem_mask_values, private_key
 from kong_secrets_backend.errors import SecretFormatError
-from kong_secrets_backend.urls import check_endpoint_url
+from kong_secrets_backend.transport.urls import check_endpoint_url
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
 JWT_AUTH_METHODS = ("client_secret_jwt", "private_key_jwt")

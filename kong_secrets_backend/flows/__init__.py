@@ -1,7 +1,7 @@
 """Token flows: a credential becomes a token.
 
 Each flow turns one kind of credential into a :class:`~kong_secrets_backend.tokens.Token`; it does no
-caching (that is :mod:`kong_secrets_backend.broker`'s job) and nothing but the one mint. A ``static``
+caching (that is :mod:`kong_secrets_backend.tokens.broker`'s job) and nothing but the one mint. A ``static``
 flow (key_auth) has nothing to mint: the resolver takes its value directly, bypassing the token cache.
 """
 
@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kong_secrets_backend.credentials import Credential
-    from kong_secrets_backend.deadline import Deadline
-    from kong_secrets_backend.http import HttpTransport
     from kong_secrets_backend.tokens import Token
+    from kong_secrets_backend.transport.deadline import Deadline
+    from kong_secrets_backend.transport.http import HttpTransport
 
 
 class TokenFlow(Protocol):

@@ -21,9 +21,9 @@ from kong_secrets_backend.flows.oauth_response import parse_token_response
 
 if TYPE_CHECKING:
     from kong_secrets_backend.credentials import ClientCredentials
-    from kong_secrets_backend.deadline import Deadline
-    from kong_secrets_backend.http import HttpTransport
     from kong_secrets_backend.tokens import Token
+    from kong_secrets_backend.transport.deadline import Deadline
+    from kong_secrets_backend.transport.http import HttpTransport
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 60  # seconds; each assertion is used once (its jti is fresh)

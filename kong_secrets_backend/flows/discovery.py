@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from kong_secrets_backend.errors import TokenEndpointError
-from kong_secrets_backend.urls import check_endpoint_url
+from kong_secrets_backend.transport.urls import check_endpoint_url
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.deadline import Deadline
-    from kong_secrets_backend.http import HttpTransport
+    from kong_secrets_backend.transport.deadline import Deadline
+    from kong_secrets_backend.transport.http import HttpTransport
 
 DISCOVERY_TTL = 900.0  # seconds a discovery document is reused
 WELL_KNOWN = "/.well-known/openid-configuration"

@@ -13,7 +13,7 @@ from kong_secrets_backend.tokens import Token
 
 if TYPE_CHECKING:
     from kong_secrets_backend.credentials import KeyAuth
-    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.transport.deadline import Deadline
 
 # A key does not expire; the nominal lifetime only keeps Token's arithmetic finite.
 STATIC_LIFETIME = 365 * 86400.0

@@ -15,7 +15,7 @@ from kong_secrets_backend.tokens import Token, claims_summary
 
 if TYPE_CHECKING:
     from kong_secrets_backend.credentials import KongJwt
-    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.transport.deadline import Deadline
 
 
 class KongJwtFlow:

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from kong_secrets_backend.errors import TokenEndpointError
-from kong_secrets_backend.http import HttpResponse
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.tokens import Token, claims_summary, jwt_parts
+from kong_secrets_backend.transport.http import HttpResponse
 
 _MAX_DESCRIPTION = 300
 

@@ -21,7 +21,7 @@ from kong_secrets_backend.tokens import Token, claims_summary
 
 if TYPE_CHECKING:
     from kong_secrets_backend.credentials import VaultIdentity
-    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.transport.deadline import Deadline
 
 JWKS_TTL = 300.0
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")

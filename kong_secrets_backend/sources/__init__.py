@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.config import BackendConfig
-    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.settings import BackendConfig
+    from kong_secrets_backend.transport.deadline import Deadline
 
 SecretKind = Literal["connections", "variables", "config"]
 SOURCES = ("vault", "aws")

@@ -28,15 +28,15 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Literal
 
-from kong_secrets_backend.airflow_compat import multi_team_enabled
+from kong_secrets_backend.airflow_bridge.compat import multi_team_enabled
 from kong_secrets_backend.errors import SecretFormatError, SourceError
 from kong_secrets_backend.masking import mask
-from kong_secrets_backend.retry import MAX_ATTEMPTS, with_retries
 from kong_secrets_backend.sources import SecretKind, SecretRecord
+from kong_secrets_backend.transport.retry import MAX_ATTEMPTS, with_retries
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.deadline import Deadline
     from kong_secrets_backend.sources.aws_settings import AwsSettings
+    from kong_secrets_backend.transport.deadline import Deadline
 
 log = logging.getLogger(__name__)
 

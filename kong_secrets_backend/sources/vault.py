@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from kong_secrets_backend.airflow_compat import multi_team_enabled
+from kong_secrets_backend.airflow_bridge.compat import multi_team_enabled
 from kong_secrets_backend.errors import SourceError
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources import SecretKind, SecretRecord
@@ -19,8 +19,8 @@ from kong_secrets_backend.sources.vault_session import VaultSession, unreachable
 if TYPE_CHECKING:
     import hvac
 
-    from kong_secrets_backend.deadline import Deadline
     from kong_secrets_backend.sources.vault_settings import VaultSettings
+    from kong_secrets_backend.transport.deadline import Deadline
 
 log = logging.getLogger(__name__)
 

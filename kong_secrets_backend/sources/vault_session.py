@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import hvac
     import requests
 
-    from kong_secrets_backend.deadline import Deadline
     from kong_secrets_backend.sources.vault_settings import VaultSettings
+    from kong_secrets_backend.transport.deadline import Deadline
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from airflow.sdk.definitions.connection import Connection
 
 from devstack.moto import REGION, Moto
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.airflow_compat import set_connection_class
+from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from tests.differential.compare import differences
 from tests.differential.corpus import AWS_CONFIG, AWS_CONNECTIONS, AWS_VARIABLES, EXTRA_CONN_WORDS
 

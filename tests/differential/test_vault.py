@@ -16,7 +16,7 @@ from airflow.sdk.definitions.connection import Connection
 
 from devstack.stack import KV1_MOUNT, Stack
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.airflow_compat import set_connection_class
+from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from tests.differential.compare import differences
 from tests.differential.corpus import VAULT_CONFIG, VAULT_CONNECTIONS, VAULT_VARIABLES
 

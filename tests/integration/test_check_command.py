@@ -35,7 +35,7 @@ Check = Callable[..., tuple[int, str]]
 @pytest.fixture
 def check(stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Check]:
     """Run `kong-secrets-backend check ARGS...` in-process with [workers] settings for the stack (or `kwargs`)."""
-    from kong_secrets_backend.airflow_compat import _conf
+    from kong_secrets_backend.airflow_bridge.compat import _conf
 
     _conf()  # import Airflow before the environment names our backend (its import builds the configured one)
     for name in list(os.environ):

@@ -22,7 +22,7 @@ from airflow.sdk.definitions.connection import Connection
 from devstack.openbao import bao_binary
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.config import parse_backend_kwargs
+from kong_secrets_backend.settings import parse_backend_kwargs
 from tests.leak_scan import LEAKS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
+from kong_secrets_backend.airflow_bridge.task import TaskIdentity, task_override
 from kong_secrets_backend.errors import KongAuthError
-from kong_secrets_backend.task_context import TaskIdentity, task_override
 from tests.conftest import assert_no_secrets
 from tests.statsd_listener import statsd_listener
 

@@ -23,10 +23,10 @@ from devstack.moto import Moto
 from devstack.procs import free_port
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.airflow_compat import set_connection_class
-from kong_secrets_backend.deadline import Deadline
+from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from kong_secrets_backend.errors import KongAuthError
 from kong_secrets_backend.runtime import runtime_for
+from kong_secrets_backend.transport.deadline import Deadline
 from tests.conftest import assert_no_secrets
 from tests.leak_scan import LEAKS
 

@@ -19,7 +19,7 @@ SCRIPT = """
 import json, sys
 from airflow.sdk.definitions.connection import Connection
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.airflow_compat import set_connection_class
+from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 
 backend = KongSecretsBackend(**json.loads(sys.argv[1]))
 set_connection_class(backend, Connection)

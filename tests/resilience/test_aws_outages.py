@@ -15,7 +15,7 @@ from airflow.sdk.definitions.connection import Connection
 from devstack.moto import Moto
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.airflow_compat import set_connection_class
+from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from kong_secrets_backend.errors import KongAuthError
 from tests.faulty_aws import FaultyAws, faulty_aws
 from tests.resilience.gateway import accepted

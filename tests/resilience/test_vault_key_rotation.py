@@ -22,7 +22,7 @@ from airflow.sdk.definitions.connection import Connection
 from devstack.gateway import Gateway, JwtRoute, jwks_key_files, start_gateway
 from devstack.stack import ORDERS_SCOPE, Stack
 from kong_secrets_backend import KongSecretsBackend
-from kong_secrets_backend.airflow_compat import set_connection_class
+from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from kong_secrets_backend.flows import vault_identity
 from tests.leak_scan import LEAKS
 

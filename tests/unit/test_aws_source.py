@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from airflow.providers.amazon.aws.secrets.secrets_manager import SecretsManagerBackend
 
-from kong_secrets_backend.config import parse_backend_kwargs
 from kong_secrets_backend.errors import ConfigError
+from kong_secrets_backend.settings import parse_backend_kwargs
 from kong_secrets_backend.sources.aws import AwsSource
 from kong_secrets_backend.sources.aws_settings import parse_aws_settings
 

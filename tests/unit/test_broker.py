@@ -12,11 +12,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from kong_secrets_backend.broker import RETRY_AFTER_FAILED_REFRESH, TokenBroker
 from kong_secrets_backend.cache.memory import MemoryTokenCache
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import TokenEndpointError
 from kong_secrets_backend.tokens import RefreshPolicy, Token
+from kong_secrets_backend.tokens.broker import RETRY_AFTER_FAILED_REFRESH, TokenBroker
+from kong_secrets_backend.transport.deadline import Deadline
 
 
 class CountingFlow:

@@ -7,7 +7,7 @@ import time
 
 from airflow.sdk.definitions.connection import Connection
 
-from kong_secrets_backend.cache.connections import ConnectionMemo
+from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
 from kong_secrets_backend.cache.records import RecordCache
 
 VALUE = json.dumps({"conn_type": "http", "host": "kong.example.com", "extra": {"Authorization": "Bearer tok-1"}})

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 
 from kong_secrets_backend.cache.memory import MemoryTokenCache
-from kong_secrets_backend.config import parse_backend_kwargs
 from kong_secrets_backend.runtime import reset_runtimes, runtime_for
+from kong_secrets_backend.settings import parse_backend_kwargs
 from kong_secrets_backend.tokens import Token
 
 

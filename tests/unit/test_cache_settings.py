@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kong_secrets_backend.config import parse_backend_kwargs
 from kong_secrets_backend.errors import ConfigError
+from kong_secrets_backend.settings import parse_backend_kwargs
 
 BASE = {"url": "http://127.0.0.1:9", "token": "t0ken-value"}
 

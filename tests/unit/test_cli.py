@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from kong_secrets_backend import check, cli
-from kong_secrets_backend.check import (
+from kong_secrets_backend import cli
+from kong_secrets_backend.cli import check
+from kong_secrets_backend.cli.check import (
     EXIT_MISCONFIGURED,
     EXIT_OK,
     EXIT_REFUSED,
@@ -41,7 +42,7 @@ def airflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     """Only what a test sets: both sections empty, no per-key overrides from the caller's shell."""
     import os
 
-    from kong_secrets_backend.airflow_compat import _conf
+    from kong_secrets_backend.airflow_bridge.compat import _conf
 
     _conf()  # importing Airflow builds the backends configured *now*: do it before the test changes them
     for name in list(os.environ):

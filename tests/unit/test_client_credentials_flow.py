@@ -10,10 +10,10 @@ from urllib.parse import parse_qs
 import pytest
 
 from kong_secrets_backend.credentials import parse_credential
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, TokenEndpointError
 from kong_secrets_backend.flows.client_credentials import ClientCredentialsFlow
-from kong_secrets_backend.http import HttpTransport
+from kong_secrets_backend.transport.deadline import Deadline
+from kong_secrets_backend.transport.http import HttpTransport
 from tests.faulty_idp import _Handler, faulty_idp
 
 SECRET = "flow-client-secret-value"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from kong_secrets_backend.config import parse_backend_kwargs
 from kong_secrets_backend.errors import ConfigError
+from kong_secrets_backend.settings import parse_backend_kwargs
 
 
 def test_defaults_match_airflow_vault_backend() -> None:

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from kong_secrets_backend.credentials import parse_credential
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, SecretFormatError, TokenEndpointError
 from kong_secrets_backend.flows import discovery
 from kong_secrets_backend.flows.client_credentials import ASSERTION_TYPE, ClientCredentialsFlow
-from kong_secrets_backend.http import HttpTransport
+from kong_secrets_backend.transport.deadline import Deadline
+from kong_secrets_backend.transport.http import HttpTransport
 from tests.faulty_idp import _Handler, faulty_idp
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -235,9 +235,9 @@ def test_a_slow_discovery_endpoint_cannot_outlast_the_deadline(discovery_base: s
 
 
 def test_without_expires_in_or_a_jwt_the_configured_default_ttl_applies(idp_url: str) -> None:
-    from kong_secrets_backend.config import parse_backend_kwargs
     from kong_secrets_backend.errors import ConfigError
     from kong_secrets_backend.flows import build_flow
+    from kong_secrets_backend.settings import parse_backend_kwargs
 
     config = parse_backend_kwargs({"url": "http://127.0.0.1:9", "token": "t-value", "default_token_ttl": 120})
     cred = parse_credential(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from kong_secrets_backend.credentials import parse_credential
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.flows import build_flow
-from kong_secrets_backend.http import HttpTransport
+from kong_secrets_backend.transport.deadline import Deadline
+from kong_secrets_backend.transport.http import HttpTransport
 
 KEY = "kak-unit-test-key-0123456789"
 

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from kong_secrets_backend.credentials import parse_credential
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.flows import build_flow
 from kong_secrets_backend.flows.kong_jwt import KongJwtFlow
-from kong_secrets_backend.http import HttpTransport
+from kong_secrets_backend.transport.deadline import Deadline
+from kong_secrets_backend.transport.http import HttpTransport
 
 SECRET = "kong-consumer-jwt-secret-0123456789abcdef-padded-to-sixty-four-bytes-for-hs512"
 

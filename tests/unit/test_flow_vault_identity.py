@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from kong_secrets_backend.credentials import parse_credential
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import SecretFormatError, SourceError
 from kong_secrets_backend.flows import build_flow, vault_identity
-from kong_secrets_backend.http import HttpTransport
+from kong_secrets_backend.transport.deadline import Deadline
+from kong_secrets_backend.transport.http import HttpTransport
 
 
 class Signer:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from kong_secrets_backend import metrics
+from kong_secrets_backend.airflow_bridge import metrics
 from tests.statsd_listener import statsd_listener
 
 SDK_STATS = "airflow.sdk._shared.observability.metrics.stats"
@@ -82,11 +82,11 @@ def test_a_broken_metrics_backend_never_breaks_a_resolution_and_warns_once(
     from airflow.sdk.observability import stats
 
     stats.initialize(factory=Exploding, export_legacy_names=False)
-    with caplog.at_level(logging.WARNING, logger="kong_secrets_backend.metrics"):
+    with caplog.at_level(logging.WARNING, logger="kong_secrets_backend.airflow_bridge.metrics"):
         metrics.mint("client_credentials", 0.1)
         metrics.cache_hit("client_credentials")
         metrics.error("deadline")
-    warnings = [r for r in caplog.records if r.name == "kong_secrets_backend.metrics"]
+    warnings = [r for r in caplog.records if r.name == "kong_secrets_backend.airflow_bridge.metrics"]
     assert len(warnings) == 1 and "metrics are skipped" in warnings[0].getMessage()
 
 

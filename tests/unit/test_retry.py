@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import SecretFormatError, SourceError, TokenEndpointError
-from kong_secrets_backend.retry import is_transient, with_retries
+from kong_secrets_backend.transport.deadline import Deadline
+from kong_secrets_backend.transport.retry import is_transient, with_retries
 
 
 @pytest.mark.parametrize(

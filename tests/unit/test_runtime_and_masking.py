@@ -5,10 +5,10 @@ import time
 import pytest
 
 from kong_secrets_backend import masking
-from kong_secrets_backend.config import parse_backend_kwargs
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.errors import DeadlineExceeded
 from kong_secrets_backend.runtime import reset_runtimes, runtime_for
+from kong_secrets_backend.settings import parse_backend_kwargs
+from kong_secrets_backend.transport.deadline import Deadline
 
 
 def test_equal_settings_share_one_runtime_and_different_ones_do_not() -> None:

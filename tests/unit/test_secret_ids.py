@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kong_secrets_backend.errors import SecretIdError
-from kong_secrets_backend.secret_ids import validate_secret_id
+from kong_secrets_backend.sources.paths import validate_secret_id
 
 
 @pytest.mark.parametrize("conn_id", ["kong_orders", "team-a.orders", "mount/kong_orders", "a..b", "UPPER_1"])

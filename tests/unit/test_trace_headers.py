@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from kong_secrets_backend.config import parse_backend_kwargs
+from kong_secrets_backend.airflow_bridge.task import TaskIdentity, current_task, task_override
+from kong_secrets_backend.airflow_bridge.trace_headers import correlation_headers, current_traceparent
 from kong_secrets_backend.connection import kong_conn_value
 from kong_secrets_backend.errors import ConfigError
-from kong_secrets_backend.task_context import TaskIdentity, current_task, task_override
-from kong_secrets_backend.trace_headers import correlation_headers, current_traceparent
+from kong_secrets_backend.settings import parse_backend_kwargs
 
 TASK = TaskIdentity(
     dag_id="orders_daily", task_id="get_orders", run_id="scheduled__2025-01-01T00:00:00+00:00", try_number=2

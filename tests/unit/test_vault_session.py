@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from kong_secrets_backend.deadline import Deadline
 from kong_secrets_backend.sources import vault_session
 from kong_secrets_backend.sources.vault_session import VaultSession
 from kong_secrets_backend.sources.vault_settings import parse_vault_settings
+from kong_secrets_backend.transport.deadline import Deadline
 from tests.unit.vault_fake import URL, FakeVault
 
 READ = "/v1/secret/data/connections/x"

@@ -19,7 +19,7 @@ from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, TokenEn
 if TYPE_CHECKING:
     import requests
 
-    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.transport.deadline import Deadline
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 CONNECT_TIMEOUT = 5.0

@@ -2,7 +2,7 @@
 
     kong-secrets-backend check CONN_ID [--json] [--dag-id DAG] [--probe [--endpoint PATH] [--method GET]]
 
-See :mod:`kong_secrets_backend.check` for what is checked and the exit codes. Output never holds the token
+See :mod:`kong_secrets_backend.cli.check` for what is checked and the exit codes. Output never holds the token
 or a credential: only the claims sub, aud, scope, exp and kid, paths, versions and the gateway's headers.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.check import CheckReport
+    from kong_secrets_backend.cli.check import CheckReport
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_command(args: argparse.Namespace, out: TextIO) -> int:
-    from kong_secrets_backend.check import EXIT_MISCONFIGURED, CheckReport, airflow_backend_settings, run_check
+    from kong_secrets_backend.cli.check import EXIT_MISCONFIGURED, CheckReport, airflow_backend_settings, run_check
 
     try:
         settings = airflow_backend_settings()

@@ -19,16 +19,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from kong_secrets_backend import metrics
+from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError
-from kong_secrets_backend.retry import with_retries
+from kong_secrets_backend.transport.retry import with_retries
 
 if TYPE_CHECKING:
     from kong_secrets_backend.cache import TokenCache
     from kong_secrets_backend.cache.memory import CachedToken, MemoryTokenCache
-    from kong_secrets_backend.deadline import Deadline
     from kong_secrets_backend.flows import TokenFlow
     from kong_secrets_backend.tokens import RefreshPolicy, Token
+    from kong_secrets_backend.transport.deadline import Deadline
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from kong_secrets_backend import metrics, observe
+from kong_secrets_backend import observe
+from kong_secrets_backend.airflow_bridge import metrics
+from kong_secrets_backend.airflow_bridge.task import TaskIdentity, task_override
 from kong_secrets_backend.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -35,7 +37,6 @@ from kong_secrets_backend.errors import (
     SecretIdError,
     TokenEndpointError,
 )
-from kong_secrets_backend.task_context import TaskIdentity, task_override
 
 EXIT_OK = 0
 EXIT_MISCONFIGURED = 1
@@ -100,7 +101,7 @@ class BackendSettings:
 def airflow_backend_settings(conf: Any = None) -> BackendSettings:
     """Read the settings like Airflow 3's ``_get_custom_secret_backend(worker_mode=True)`` does."""
     if conf is None:
-        from kong_secrets_backend.airflow_compat import _conf
+        from kong_secrets_backend.airflow_bridge.compat import _conf
 
         conf = _conf()
     section, option, kwargs_option = "workers", "secrets_backend", "secrets_backend_kwargs"
@@ -234,8 +235,8 @@ def run_check(
     backend_cls = _import_backend_class(settings.class_path, report)
     if backend_cls is None:
         return report
-    from kong_secrets_backend.config import parse_backend_kwargs
     from kong_secrets_backend.runtime import runtime_for
+    from kong_secrets_backend.settings import parse_backend_kwargs
 
     try:
         config = parse_backend_kwargs(settings.kwargs)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kong_secrets_backend.errors import SourceError, TokenEndpointError
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.deadline import Deadline
+    from kong_secrets_backend.transport.deadline import Deadline
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
   dag run's. Kong's ``opentelemetry`` plugin continues that trace; its ``correlation-id`` and ``file-log``
   plugins can log the header.
 - ``X-Airflow-Dag-Id``, ``X-Airflow-Task-Id``, ``X-Airflow-Run-Id``, ``X-Airflow-Try-Number`` from the running
-  task (:func:`kong_secrets_backend.task_context.current_task`); absent outside a task, e.g. in a triggerer.
+  task (:func:`kong_secrets_backend.airflow_bridge.task.current_task`); absent outside a task, e.g. in a triggerer.
 
 Both are switched by backend kwargs (``traceparent``, ``task_headers``; default true). Values are percent-encoded
 outside visible ASCII so that no task or run id can break a header. Nothing here raises.
@@ -18,7 +18,7 @@ import sys
 from functools import lru_cache
 from urllib.parse import quote
 
-from kong_secrets_backend.task_context import TaskIdentity, current_task
+from kong_secrets_backend.airflow_bridge.task import TaskIdentity, current_task
 
 log = logging.getLogger(__name__)
 
