@@ -107,4 +107,6 @@ def _with_fingerprint(config: BackendConfig, kwargs: Mapping[str, Any]) -> Backe
     return BackendConfig(**values, fingerprint=digest)
 
 
-__all__ = ["BackendConfig", "parse_backend_kwargs"]
+Settings = BackendConfig  # the name the rest of the package uses
+
+__all__ = ["BackendConfig", "Settings", "parse_backend_kwargs"]
