@@ -1,7 +1,8 @@
 """Bounded retries for transient failures (a 5xx, a 429, a dropped connection), inside the resolution deadline.
 
 Uses tenacity (already in Airflow's tree): at most 3 attempts, exponential backoff with jitter, and never
-a wait that would run past the deadline. Refusals (a 4xx OAuth error, a bad secret) are not retried.
+a wait that would run past the deadline. Only errors marked ``transient`` (see errors.py) are retried;
+refusals (a 4xx OAuth error, a bad secret) are not.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kong_secrets_backend.errors import SourceError, TokenEndpointError
+from kong_secrets_backend.errors import KongAuthError
 
 if TYPE_CHECKING:
     from kong_secrets_backend.transport.deadline import Deadline
@@ -20,19 +21,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 3
-_TRANSIENT_SOURCE_REASONS = frozenset(
-    {"vault_down", "vault_unreachable", "vault_error", "aws_unavailable", "aws_unreachable"}
-)
-_TRANSIENT_IDP_REASONS = frozenset({"idp_unreachable"})
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TokenEndpointError):
-        status = exc.status
-        return exc.reason in _TRANSIENT_IDP_REASONS or (status is not None and (status >= 500 or status == 429))
-    if isinstance(exc, SourceError):
-        return exc.reason in _TRANSIENT_SOURCE_REASONS
-    return False
+    """Worth another attempt: one of our errors with its ``transient`` flag set (errors.py decides the flag)."""
+    return isinstance(exc, KongAuthError) and exc.transient
 
 
 def with_retries(call: Callable[[], T], deadline: Deadline, *, what: str) -> T:

@@ -49,3 +49,27 @@ def test_no_retry_is_started_that_the_deadline_cannot_hold() -> None:
     with pytest.raises(TokenEndpointError):
         with_retries(always_503, Deadline(0.1), what="test")
     assert len(calls) == 1
+
+
+def test_only_errors_flagged_transient_are_retried_whatever_their_reason() -> None:
+    flagged, unflagged, foreign = [], [], []
+
+    def marked_transient() -> None:
+        flagged.append(1)
+        raise SourceError("odd", reason="vault_tls", transient=True)  # a reason that is not transient by itself
+
+    def marked_not_transient() -> None:
+        unflagged.append(1)
+        raise TokenEndpointError("busy", status=503, transient=False)
+
+    def not_ours() -> None:
+        foreign.append(1)
+        raise ConnectionError("not a KongAuthError")
+
+    with pytest.raises(SourceError):
+        with_retries(marked_transient, Deadline(5), what="test")
+    with pytest.raises(TokenEndpointError):
+        with_retries(marked_not_transient, Deadline(5), what="test")
+    with pytest.raises(ConnectionError):
+        with_retries(not_ours, Deadline(5), what="test")
+    assert (len(flagged), len(unflagged), len(foreign)) == (3, 1, 1)
