@@ -10,6 +10,8 @@ returned connection and keeps only the status and the gateway's rate-limit and d
 Exit codes: 0 a token was obtained (and the probe, if any, was not refused); 1 misconfigured (settings,
 secret, conn_id, endpoint); 2 refused (Vault or the IdP refused our credentials, allowed_dags refused the
 DAG, the gateway answered 401/403); 3 unreachable (timeouts, connection errors, 5xx, a peer answering nonsense).
+A resolution error's exit code comes from its category (``EXIT_CODES``); the report's ``error`` holds the
+detailed ``reason``, the ``message`` and, when the backend raised an error, its ``category``.
 """
 
 from __future__ import annotations
@@ -29,14 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from kong_secrets_backend import observe
 from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.airflow_bridge.task import TaskIdentity, task_override
-from kong_secrets_backend.errors import (
-    ConfigError,
-    DeadlineExceeded,
-    KongAuthError,
-    SecretFormatError,
-    SecretIdError,
-    TokenEndpointError,
-)
+from kong_secrets_backend.errors import ConfigError, ErrorCategory, KongAuthError
 
 EXIT_OK = 0
 EXIT_MISCONFIGURED = 1
@@ -47,6 +42,19 @@ STATUS_NAMES = {
     EXIT_MISCONFIGURED: "misconfigured",
     EXIT_REFUSED: "refused",
     EXIT_UNREACHABLE: "unreachable",
+}
+# The exit code of a resolution error, by its category (errors.py decides the category).
+EXIT_CODES = {
+    ErrorCategory.CONFIG: EXIT_MISCONFIGURED,
+    ErrorCategory.SECRET: EXIT_MISCONFIGURED,
+    ErrorCategory.SECRET_ID: EXIT_MISCONFIGURED,
+    ErrorCategory.INTERNAL: EXIT_MISCONFIGURED,
+    ErrorCategory.ACCESS_DENIED: EXIT_REFUSED,
+    ErrorCategory.SOURCE_REFUSED: EXIT_REFUSED,
+    ErrorCategory.IDENTITY_PROVIDER_REFUSED: EXIT_REFUSED,  # invalid_client, unauthorized_client, invalid_scope, ...
+    ErrorCategory.SOURCE: EXIT_UNREACHABLE,
+    ErrorCategory.IDENTITY_PROVIDER: EXIT_UNREACHABLE,  # 5xx, redirects, oversized or unparsable answers
+    ErrorCategory.DEADLINE: EXIT_UNREACHABLE,
 }
 
 BACKEND_CLASS = "kong_secrets_backend.KongSecretsBackend"
@@ -74,8 +82,6 @@ HTTP_HOOK_OPTIONS = frozenset(
 # Response headers worth showing: Kong's rate limiting, auth challenges, and where the answer came from.
 _SHOWN_HEADER_PREFIXES = ("ratelimit-", "x-ratelimit-", "x-kong-")
 _SHOWN_HEADERS = frozenset({"retry-after", "www-authenticate", "via", "location", "server"})
-_REFUSING_REASONS = frozenset({"vault_login", "vault_forbidden", "access_denied"})
-_UNREACHABLE_MARKERS = ("unreachable", "_down", "timeout", "throttl", "deadline")
 
 
 # -- settings -------------------------------------------------------------------------------------------
@@ -192,9 +198,11 @@ class CheckReport:
     def status(self) -> str:
         return STATUS_NAMES.get(self.exit_code, "error")
 
-    def fail(self, exit_code: int, reason: str, message: str) -> CheckReport:
+    def fail(self, exit_code: int, reason: str, message: str, category: ErrorCategory | None = None) -> CheckReport:
         self.exit_code = exit_code
         self.error = {"reason": reason, "message": message}
+        if category is not None:
+            self.error["category"] = category.value
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -241,7 +249,9 @@ def run_check(
     try:
         config = parse_backend_kwargs(settings.kwargs)
     except ConfigError as exc:
-        return report.fail(EXIT_MISCONFIGURED, exc.reason, f"invalid {report.backend['kwargs_from']}: {exc}")
+        return report.fail(
+            EXIT_MISCONFIGURED, exc.reason, f"invalid {report.backend['kwargs_from']}: {exc}", exc.category
+        )
     runtime = runtime_for(config)
     report.backend.update(_describe_config(config))
     report.cache = {"mode": config.token_cache, "shared_by": _cache_scope(config.token_cache)}
@@ -255,11 +265,13 @@ def run_check(
         try:
             value = backend.get_conn_value(conn_id)
         except KongAuthError as exc:
-            return report.fail(classify(exc), exc.reason, str(exc))
+            return report.fail(classify(exc), exc.reason, str(exc), exc.category)
         except Exception as exc:  # AirflowSecretsBackendAccessDenied (allowed_dags) and anything unexpected
             if type(exc).__name__ == "AirflowSecretsBackendAccessDenied" or isinstance(exc, PermissionError):
-                return report.fail(EXIT_REFUSED, "access_denied", str(exc))
-            return report.fail(EXIT_MISCONFIGURED, "internal", f"unexpected {type(exc).__name__}")
+                return report.fail(EXIT_REFUSED, "access_denied", str(exc), ErrorCategory.ACCESS_DENIED)
+            return report.fail(
+                EXIT_MISCONFIGURED, "internal", f"unexpected {type(exc).__name__}", ErrorCategory.INTERNAL
+            )
     elapsed = time.monotonic() - started
     if value is None:
         return report.fail(
@@ -292,24 +304,8 @@ def run_check(
 
 
 def classify(exc: KongAuthError) -> int:
-    """The exit code for a resolution error."""
-    if isinstance(exc, (ConfigError, SecretFormatError, SecretIdError)):
-        return EXIT_MISCONFIGURED
-    if isinstance(exc, DeadlineExceeded):
-        return EXIT_UNREACHABLE
-    reason = (exc.reason or "").lower()
-    if reason in _REFUSING_REASONS or reason.endswith(("_forbidden", "_denied", "_refused")):
-        return EXIT_REFUSED
-    if any(marker in reason for marker in _UNREACHABLE_MARKERS):
-        return EXIT_UNREACHABLE
-    if isinstance(exc, TokenEndpointError):
-        status = exc.status or 0
-        if 400 <= status < 500:
-            return EXIT_REFUSED  # invalid_client, unauthorized_client, invalid_scope, ...
-        return EXIT_UNREACHABLE  # 5xx, redirects, oversized or unparsable answers
-    if reason.startswith(("vault_", "aws_", "source_")):
-        return EXIT_UNREACHABLE
-    return EXIT_MISCONFIGURED
+    """The exit code for a resolution error: from its category alone."""
+    return EXIT_CODES.get(exc.category, EXIT_MISCONFIGURED)
 
 
 def _import_backend_class(class_path: str, report: CheckReport) -> type | None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from kong_secrets_backend import cli
+from kong_secrets_backend.backend import KongSecretsBackend
 from kong_secrets_backend.cli import check
 from kong_secrets_backend.cli.check import (
     EXIT_MISCONFIGURED,
@@ -26,6 +27,7 @@ from kong_secrets_backend.errors import (
     AccessDenied,
     ConfigError,
     DeadlineExceeded,
+    ErrorCategory,
     KongAuthError,
     SecretFormatError,
     SecretIdError,
@@ -190,6 +192,47 @@ def test_cli_without_a_command_prints_help_and_fails(capsys: pytest.CaptureFixtu
 )
 def test_resolution_errors_map_to_exit_codes(error: KongAuthError, code: int) -> None:
     assert classify(error) == code
+
+
+def test_every_error_category_has_an_exit_code() -> None:
+    assert set(check.EXIT_CODES) == set(ErrorCategory)
+    assert set(check.EXIT_CODES.values()) == {EXIT_MISCONFIGURED, EXIT_REFUSED, EXIT_UNREACHABLE}
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (TokenEndpointError("400", reason="idp_request_timeout", status=400), EXIT_REFUSED),
+        (TokenEndpointError("400", reason="idp_unreachable", status=400), EXIT_REFUSED),
+        (TokenEndpointError("503", reason="idp_access_denied", status=503), EXIT_UNREACHABLE),
+        (TokenEndpointError("503", reason="idp_vault_forbidden", status=503), EXIT_UNREACHABLE),
+    ],
+)
+def test_an_identity_providers_error_code_never_decides_the_exit_code(error: KongAuthError, code: int) -> None:
+    assert classify(error) == code
+
+
+class RefusedByVault(KongSecretsBackend):
+    """A backend whose every lookup Vault refuses (what run_check sees from a real one)."""
+
+    def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
+        raise SourceError(f"Vault denied reading kv/connections/{conn_id}", reason="vault_forbidden")
+
+
+def test_the_report_keeps_the_detailed_reason_and_adds_the_category() -> None:
+    refused = settings(url="https://vault:8200", auth_type="approle", role_id="r", secret_id=PLANTED_SECRET_ID)
+    refused.class_path = f"{__name__}.RefusedByVault"
+    report = run_check("kong_orders", refused)
+    assert (report.exit_code, report.error) == (
+        EXIT_REFUSED,
+        {
+            "reason": "vault_forbidden",
+            "message": "Vault denied reading kv/connections/kong_orders",
+            "category": "source_refused",
+        },
+    )
+    document = report.to_json()
+    assert document["status"] == "refused" and document["error"]["category"] == "source_refused"
 
 
 @pytest.mark.parametrize(
