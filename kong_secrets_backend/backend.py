@@ -11,7 +11,7 @@ from airflow.secrets import BaseSecretsBackend
 from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.airflow_bridge.compat import connection_class
 from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
-from kong_secrets_backend.errors import AccessDenied, ConfigError, KongAuthError, airflow_access_denied
+from kong_secrets_backend.errors import AccessDenied, ConfigError, ErrorCategory, KongAuthError, airflow_access_denied
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.resolver import Resolver
 from kong_secrets_backend.runtime import runtime_for
@@ -79,7 +79,8 @@ class KongSecretsBackend(BaseSecretsBackend):
         return self._logged("config", key, None, lambda r: r.config(key))
 
     def _logged(self, kind: str, key: str, team_name: str | None, lookup: Callable[[Resolver], T]) -> T:
-        """Run a lookup; on failure log one ERROR naming the key, the path and the reason, then re-raise.
+        """Run a lookup; on failure log one ERROR naming the key, the path and the reason, count the error
+        under its category (metrics.py), then re-raise.
 
         Airflow swallows a backend's exceptions at DEBUG and reports only "isn't defined", so this record
         is the user's clue. It never holds a secret value: error messages name fields, not values.
@@ -87,7 +88,7 @@ class KongSecretsBackend(BaseSecretsBackend):
         try:
             return lookup(self.resolver)
         except KongAuthError as exc:
-            metrics.error(exc.reason)
+            metrics.error(exc.category, exc.reason)
             log.error(
                 "kong-secrets-backend: cannot resolve %s %r (path %s): %s [%s]",
                 _KIND_LABEL[kind],
@@ -102,7 +103,7 @@ class KongSecretsBackend(BaseSecretsBackend):
         except Exception as exc:
             # Not one of ours: its text may quote a secret (a codec error shows the string it choked on),
             # so only its type is reported, and it is replaced rather than chained.
-            metrics.error("internal")
+            metrics.error(ErrorCategory.INTERNAL, "internal")
             log.error(
                 "kong-secrets-backend: cannot resolve %s %r (path %s): unexpected %s [internal]",
                 _KIND_LABEL[kind],

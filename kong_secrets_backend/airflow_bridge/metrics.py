@@ -2,8 +2,13 @@
 
 - ``kong_secrets_backend.mints`` (counter, tag ``flow``): tokens obtained from the identity provider (or signed);
 - ``kong_secrets_backend.cache_hits`` (counter, tag ``flow``): resolutions served a cached token without a mint;
-- ``kong_secrets_backend.errors.<reason>`` (counter, tag ``reason``): failed resolutions, by the error's reason
-  tag (in the name too, because plain StatsD has no tags);
+- ``kong_secrets_backend.errors.<category>`` (counter, tags ``category`` and ``reason``): failed resolutions,
+  by the error's category (in the name too, because plain StatsD has no tags). The names are a fixed set, one
+  per ``ErrorCategory`` (``errors.config``, ``errors.secret``, ``errors.secret_id``, ``errors.source``,
+  ``errors.source_refused``, ``errors.identity_provider``, ``errors.identity_provider_refused``,
+  ``errors.deadline``, ``errors.access_denied``, ``errors.internal``); the ``reason`` tag is the detailed reason
+  when it belongs to the fixed vocabulary of ``errors.reason_tag``, else ``other``. Nothing an identity
+  provider or a source sends ever becomes a name or a tag value;
 - ``kong_secrets_backend.mint_duration`` (timer, tag ``flow``): how long one mint took.
 
 Airflow's metrics module is imported lazily, on the first event, and each call goes to whichever copy of it
@@ -17,12 +22,13 @@ minted a token or was served one from the cache.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
+
+from kong_secrets_backend.errors import ErrorCategory, reason_tag
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +37,6 @@ MINTS = PREFIX + "mints"
 CACHE_HITS = PREFIX + "cache_hits"
 ERRORS = PREFIX + "errors"
 MINT_DURATION = PREFIX + "mint_duration"
-
-_REASON_CHARS = re.compile(r"[^a-z0-9_]+")
-_MAX_REASON = 48  # reasons may carry an IdP's error code: keep names short and bounded
 
 # Modules that hold Airflow's ``incr``/``timing`` functions, newest layout first.
 _CORE_STATS = "airflow._shared.observability.metrics.stats"  # scheduler, triggerer, API server (3.2+)
@@ -59,21 +62,25 @@ def cache_hit(flow: str) -> None:
     _emit("incr", CACHE_HITS, tags={"flow": flow})
 
 
-def error(reason: str | None) -> None:
-    """A resolution failed; ``reason`` is the error's reason tag (``KongAuthError.reason``)."""
-    name = reason_name(reason)
+def error(category: ErrorCategory | str, reason: str | None = None) -> None:
+    """A resolution failed: counted as ``errors.<category>`` (``KongAuthError.category``), tagged with its
+    ``reason`` only when that belongs to the fixed vocabulary. A value that is not a category counts as
+    ``internal``."""
+    name = error_name(category)
     _count(f"error:{name}")
-    _emit("incr", f"{ERRORS}.{name}", tags={"reason": name})
+    _emit("incr", f"{ERRORS}.{name}", tags={"category": name, "reason": reason_tag(reason)})
 
 
-def reason_name(reason: str | None) -> str:
-    """A reason tag as a bounded, StatsD-safe metric name segment."""
-    name = _REASON_CHARS.sub("_", str(reason or "error").lower()).strip("_")[:_MAX_REASON]
-    return name or "error"
+def error_name(category: ErrorCategory | str) -> str:
+    """The metric name segment of a category: always one of the ``ErrorCategory`` values."""
+    try:
+        return ErrorCategory(category).value
+    except (ValueError, TypeError):
+        return ErrorCategory.INTERNAL.value
 
 
 def counts() -> dict[str, int]:
-    """This process's events so far: ``{"mint:<flow>": n, "cache_hit:<flow>": n, "error:<reason>": n}``."""
+    """This process's events so far: ``{"mint:<flow>": n, "cache_hit:<flow>": n, "error:<category>": n}``."""
     with _counts_lock:
         return dict(_counts)
 

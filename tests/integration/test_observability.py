@@ -55,7 +55,7 @@ def test_real_resolutions_emit_mint_cache_hit_and_error_metrics_and_one_info_lin
     assert "airflow.kong_secrets_backend.mints:1|c" in packets
     assert any(p.startswith("airflow.kong_secrets_backend.mint_duration:") and p.endswith("|ms") for p in packets)
     assert "airflow.kong_secrets_backend.cache_hits:1|c" in packets
-    assert "airflow.kong_secrets_backend.errors.idp_invalid_client:1|c" in packets
+    assert "airflow.kong_secrets_backend.errors.identity_provider_refused:1|c" in packets
 
     mints = [r.getMessage() for r in caplog.records if "minted a" in r.getMessage()]
     assert len(mints) == 1

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from kong_secrets_backend.airflow_bridge import metrics
+from kong_secrets_backend.errors import ErrorCategory, KongAuthError, TokenEndpointError
+from kong_secrets_backend.flows.oauth_response import parse_token_response
+from kong_secrets_backend.transport.http import HttpResponse
 from tests.statsd_listener import statsd_listener
 
 SDK_STATS = "airflow.sdk._shared.observability.metrics.stats"
@@ -40,24 +44,91 @@ def test_mint_emits_a_counter_and_a_latency_timer_to_statsd(statsd: Callable[[in
     assert timer.endswith("|ms") and float(timer.split(":")[1].split("|")[0]) == pytest.approx(42, abs=1)
 
 
-def test_cache_hits_and_errors_by_reason_are_counters_with_the_reason_in_the_name(
+def test_cache_hits_and_errors_by_category_are_counters_with_the_category_in_the_name(
     statsd: Callable[[int], list[str]],
 ) -> None:
     metrics.cache_hit("kong_jwt")
-    metrics.error("idp_invalid_client")
+    metrics.error(ErrorCategory.IDENTITY_PROVIDER_REFUSED, "idp_invalid_client")
     metrics.error("Weird Reason/with:chars")
     assert statsd(3) == [
         "airflow.kong_secrets_backend.cache_hits:1|c",
-        "airflow.kong_secrets_backend.errors.idp_invalid_client:1|c",
-        "airflow.kong_secrets_backend.errors.weird_reason_with_chars:1|c",
+        "airflow.kong_secrets_backend.errors.identity_provider_refused:1|c",
+        "airflow.kong_secrets_backend.errors.internal:1|c",
     ]
 
 
-def test_reason_names_are_bounded_and_safe() -> None:
-    assert metrics.reason_name(None) == "error"
-    assert metrics.reason_name("") == "error"
-    assert metrics.reason_name("idp_" + "x" * 500) == ("idp_" + "x" * 500)[:48]
-    assert metrics.reason_name("VAULT_down") == "vault_down"
+class Recorder:
+    """Stands in for Airflow's metrics module: keeps every call with its tags."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def incr(self, name: str, *, tags: dict[str, str]) -> None:
+        self.calls.append(("incr", name, tags))
+
+    def timing(self, name: str, value: object, *, tags: dict[str, str]) -> None:
+        self.calls.append(("timing", name, tags))
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setattr(metrics, "_stats_module", lambda: rec)
+    return rec
+
+
+FIXED_ERROR_NAMES = {f"kong_secrets_backend.errors.{category.value}" for category in ErrorCategory}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "invalid_client",
+        "Weird Reason/with:chars",
+        "evil.name:1|c",
+        "x" * 500,
+        "vault_down",
+        "../../etc",
+        "\u00e9t\u00e9",
+    ],
+)
+def test_metric_names_come_from_a_fixed_set_whatever_the_idp_says(recorder: Recorder, code: str) -> None:
+    for status in (400, 401, 429, 500, 503):
+        resp = HttpResponse(status, {"Content-Type": "application/json"}, json.dumps({"error": code}).encode())
+        with pytest.raises(TokenEndpointError) as info:
+            parse_token_response(resp, flow="client_credentials", default_ttl=300)
+        metrics.error(info.value.category, info.value.reason)
+    names = {name for _, name, _ in recorder.calls}
+    assert names <= FIXED_ERROR_NAMES
+    assert names == {
+        "kong_secrets_backend.errors.identity_provider_refused",
+        "kong_secrets_backend.errors.identity_provider",
+    }
+    tags = [t for _, _, t in recorder.calls]
+    assert {t["category"] for t in tags} == {"identity_provider_refused", "identity_provider"}
+    expected_reason = "idp_invalid_client" if code == "invalid_client" else "other"
+    assert {t["reason"] for t in tags} == {expected_reason}
+
+
+def test_there_is_one_error_metric_name_per_category_and_nothing_else(recorder: Recorder) -> None:
+    for category in ErrorCategory:
+        metrics.error(category, "whatever")
+    for not_a_category in ("idp_invalid_client", "", None, 42, "VAULT_down"):
+        metrics.error(not_a_category)  # type: ignore[arg-type]
+    names = {name for _, name, _ in recorder.calls}
+    assert names == FIXED_ERROR_NAMES
+    assert len(FIXED_ERROR_NAMES) == len(ErrorCategory) == 10
+
+
+def test_a_backend_failure_is_counted_under_its_category_with_its_bounded_reason(recorder: Recorder) -> None:
+    from kong_secrets_backend.backend import KongSecretsBackend
+
+    backend = KongSecretsBackend(source="nowhere")
+    with pytest.raises(KongAuthError):
+        backend.get_conn_value("kong_orders")
+    assert recorder.calls == [
+        ("incr", "kong_secrets_backend.errors.config", {"category": "config", "reason": "bad_config"})
+    ]
 
 
 def test_events_are_counted_in_process_for_the_check_command() -> None:
