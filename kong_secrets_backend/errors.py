@@ -94,9 +94,11 @@ OTHER_REASON = "other"
 def reason_tag(reason: str | None) -> str:
     """``reason`` if it belongs to the fixed vocabulary (REASONS, or ``idp_`` + a registered OAuth error code),
     else ``"other"``: safe as a metric tag value whatever an identity provider sent."""
+    if not isinstance(reason, str):
+        return OTHER_REASON
     if reason in REASONS:
         return reason
-    if reason and reason.startswith("idp_") and reason[4:] in OAUTH_ERROR_CODES:
+    if reason.startswith("idp_") and reason[4:] in OAUTH_ERROR_CODES:
         return reason
     return OTHER_REASON
 

@@ -7,8 +7,8 @@
   per ``ErrorCategory`` (``errors.config``, ``errors.secret``, ``errors.secret_id``, ``errors.source``,
   ``errors.source_refused``, ``errors.identity_provider``, ``errors.identity_provider_refused``,
   ``errors.deadline``, ``errors.access_denied``, ``errors.internal``); the ``reason`` tag is the detailed reason
-  when it belongs to the fixed vocabulary of ``errors.reason_tag``, else ``other``. Nothing an identity
-  provider or a source sends ever becomes a name or a tag value;
+  when it belongs to the fixed vocabulary of ``errors.reason_tag``, else ``other``. Nothing outside these
+  fixed sets (an identity provider's own error code, say) ever becomes a name or a tag value;
 - ``kong_secrets_backend.mint_duration`` (timer, tag ``flow``): how long one mint took.
 
 Airflow's metrics module is imported lazily, on the first event, and each call goes to whichever copy of it
