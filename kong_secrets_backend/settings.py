@@ -123,6 +123,7 @@ OWN_SETTINGS: tuple[Setting, ...] = (
     ),
 )
 OWN_KWARGS: dict[str, Any] = defaults(OWN_SETTINGS)
+_SOURCE = next(s for s in OWN_SETTINGS if s.name == "source")  # read first: it decides which kwargs apply
 
 
 @dataclass(frozen=True)
@@ -150,18 +151,16 @@ class Settings:
 
 def parse_backend_kwargs(kwargs: Mapping[str, Any]) -> Settings:
     """Validate backend kwargs and build the settings. Raises ConfigError naming the offending keyword."""
-    given = {k: v for k, v in kwargs.items() if k in OWN_KWARGS}
+    source = _SOURCE.read(kwargs.get("source", _SOURCE.default))
+    _check_kwarg_names(kwargs, source)
     values: dict[str, Any] = {}
     for setting in OWN_SETTINGS:
-        value = given.get(setting.name, setting.default)
+        value = kwargs.get(setting.name, setting.default)
         if setting.requires is not None and value is not None:
             other, wanted = setting.requires
             if values[other] != wanted:
                 raise ConfigError(f"{setting.name} is only used with {other} {wanted!r}")
         values[setting.name] = setting.read(value)
-        if setting.name == "source":
-            _check_kwarg_names(kwargs, values["source"])
-    source = values["source"]
     settings = Settings(
         **values,
         vault=parse_vault_settings(kwargs) if source == "vault" else None,

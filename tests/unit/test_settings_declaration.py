@@ -102,3 +102,21 @@ def test_aws_declarations_match_the_official_backend() -> None:
         if p.kind is p.POSITIONAL_OR_KEYWORD and name != "self"
     }
     assert {s.name: s.default for s in AWS_BACKEND_SETTINGS} == official
+
+
+def test_the_cfg_examples_of_the_reference_parse() -> None:
+    import configparser
+    import json
+    import re
+
+    blocks = re.findall(r"```ini\n(.*?)```", REFERENCE.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        cfg = configparser.ConfigParser()
+        cfg.read_string(block)
+        if cfg.has_section("secrets"):
+            backend, kwargs = cfg.get("secrets", "backend"), cfg.get("secrets", "backend_kwargs")
+        else:
+            backend, kwargs = cfg.get("workers", "secrets_backend"), cfg.get("workers", "secrets_backend_kwargs")
+        assert backend == "kong_secrets_backend.KongSecretsBackend"
+        parse_backend_kwargs(json.loads(kwargs))
