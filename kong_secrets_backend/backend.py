@@ -15,7 +15,7 @@ from kong_secrets_backend.errors import AccessDenied, ConfigError, ErrorCategory
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.resolver import Resolver
 from kong_secrets_backend.runtime import runtime_for
-from kong_secrets_backend.settings import BackendConfig, parse_backend_kwargs
+from kong_secrets_backend.settings import Settings, parse_backend_kwargs
 
 log = logging.getLogger("kong_secrets_backend")
 
@@ -33,7 +33,7 @@ class KongSecretsBackend(BaseSecretsBackend):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         self._connections = ConnectionMemo()
-        self._config: BackendConfig | None = None
+        self._config: Settings | None = None
         self._config_error: ConfigError | None = None
         try:
             self._config = parse_backend_kwargs(kwargs)

@@ -22,7 +22,7 @@ from kong_secrets_backend.tokens.broker import TokenBroker
 from kong_secrets_backend.transport.http import HttpTransport
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.settings import BackendConfig
+    from kong_secrets_backend.settings import Settings
     from kong_secrets_backend.sources import SecretSource
 
 _CREDENTIAL_CACHE_SIZE = 1024
@@ -30,7 +30,7 @@ _CREDENTIAL_CACHE_SIZE = 1024
 
 @dataclass
 class Runtime:
-    config: BackendConfig
+    config: Settings
     source: SecretSource
     broker: TokenBroker
     http: HttpTransport
@@ -48,7 +48,7 @@ _RUNTIMES: dict[str, Runtime] = {}
 _LOCK = threading.Lock()
 
 
-def runtime_for(config: BackendConfig) -> Runtime:
+def runtime_for(config: Settings) -> Runtime:
     """The process-wide Runtime for these settings, built on first use (no I/O here either)."""
     runtime = _RUNTIMES.get(config.fingerprint)
     if runtime is not None:

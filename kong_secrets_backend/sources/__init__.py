@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.settings import BackendConfig
+    from kong_secrets_backend.settings import Settings
     from kong_secrets_backend.transport.deadline import Deadline
 
 SecretKind = Literal["connections", "variables", "config"]
@@ -49,7 +49,7 @@ class SecretSource(Protocol):
     # a rotation staged but has not made current yet, tried once when the IdP refuses the current credential.
 
 
-def build_source(config: BackendConfig) -> SecretSource:
+def build_source(config: Settings) -> SecretSource:
     if config.source == "vault":
         from kong_secrets_backend.sources.vault import VaultSource
 

@@ -14,36 +14,89 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kong_secrets_backend.errors import ConfigError
+from kong_secrets_backend.settings_schema import Setting, defaults
 
-# SecretsManagerBackend's own arguments (same names, same defaults).
-AWS_BACKEND_KWARGS: dict[str, Any] = {
-    "connections_prefix": "airflow/connections",
-    "connections_lookup_pattern": None,
-    "variables_prefix": "airflow/variables",
-    "variables_lookup_pattern": None,
-    "config_prefix": "airflow/config",
-    "config_lookup_pattern": None,
-    "sep": "/",
-    "extra_conn_words": None,
-}
-# The AWS connection extras SecretsManagerBackend passes on to boto3 (AwsConnectionWrapper), and the two
-# client arguments it pops (api_version, use_ssl).
-AWS_CLIENT_KWARGS = (
-    "region_name",
-    "profile_name",
-    "endpoint_url",
-    "verify",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "role_arn",
-    "assume_role_method",
-    "assume_role_kwargs",
-    "config_kwargs",
-    "service_config",
-    "api_version",
-    "use_ssl",
+ASSUME_ROLE_METHODS = ("assume_role",)
+
+# SecretsManagerBackend's own arguments (same names, same defaults), declared once; parse_aws_settings
+# validates them as SecretsManagerBackend does.
+_DISABLES = '`null` disables the kind, `""` means no prefix'
+_PATTERN = "only ids matching this regular expression (case-insensitive `re.match`) are looked up"
+AWS_BACKEND_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "connections_prefix",
+        "any",
+        "airflow/connections",
+        f"secret name prefix of connections; {_DISABLES}",
+        shown_type="string or null",
+    ),
+    Setting("connections_lookup_pattern", "any", None, _PATTERN, shown_type="regular expression"),
+    Setting(
+        "variables_prefix",
+        "any",
+        "airflow/variables",
+        f"secret name prefix of variables; {_DISABLES}",
+        shown_type="string or null",
+    ),
+    Setting("variables_lookup_pattern", "any", None, _PATTERN, shown_type="regular expression"),
+    Setting(
+        "config_prefix",
+        "any",
+        "airflow/config",
+        f"secret name prefix of config values; {_DISABLES}",
+        shown_type="string or null",
+    ),
+    Setting("config_lookup_pattern", "any", None, _PATTERN, shown_type="regular expression"),
+    Setting("sep", "any", "/", "joins prefix and id", shown_type="non-empty string"),
+    Setting(
+        "extra_conn_words",
+        "any",
+        None,
+        'more key names per connection part in JSON secrets, e.g. `{"user": ["usr"], "host": ["endpoint"]}`',
+        shown_type="JSON object of lists",
+    ),
 )
+# The AWS connection extras SecretsManagerBackend passes on to boto3 (AwsConnectionWrapper), and the two
+# client arguments it pops (api_version, use_ssl). None means boto3's own default.
+_KEYS = "explicit AWS keys (default: the standard boto3 credential chain)"
+AWS_CLIENT_SETTINGS: tuple[Setting, ...] = (
+    Setting("region_name", "string", None, "AWS region", shown_default="boto3's"),
+    Setting("profile_name", "string", None, "profile of the shared AWS config files", shown_default="boto3's"),
+    Setting("endpoint_url", "string", None, "Secrets Manager endpoint (never used for STS)", shown_default="boto3's"),
+    Setting(
+        "verify",
+        "any",
+        None,
+        "verify TLS certificates, or the path of a CA bundle",
+        shown_type="boolean or path",
+        shown_default="boto3's",
+    ),
+    Setting("aws_access_key_id", "string", None, _KEYS),
+    Setting("aws_secret_access_key", "string", None, f"{_KEYS}; given with `aws_access_key_id`"),
+    Setting("aws_session_token", "string", None, _KEYS),
+    Setting("role_arn", "string", None, "assume this role through STS (refreshed by botocore before expiry)"),
+    Setting(
+        "assume_role_method",
+        "choice",
+        None,
+        "how to assume `role_arn`",
+        choices=ASSUME_ROLE_METHODS,
+        shown_default='`"assume_role"`',
+    ),
+    Setting("assume_role_kwargs", "object", None, "more STS AssumeRole arguments"),
+    Setting("config_kwargs", "object", None, "botocore `Config` arguments (for both clients)"),
+    Setting(
+        "service_config",
+        "object",
+        None,
+        "per-service settings; `sts.endpoint_url` is the STS endpoint, as with the official backend",
+    ),
+    Setting("api_version", "string", None, "Secrets Manager API version", shown_default="boto3's"),
+    Setting("use_ssl", "bool", None, "use TLS", shown_default="boto3's"),
+)
+AWS_SETTINGS: tuple[Setting, ...] = (*AWS_BACKEND_SETTINGS, *AWS_CLIENT_SETTINGS)
+AWS_BACKEND_KWARGS: dict[str, Any] = defaults(AWS_BACKEND_SETTINGS)
+AWS_CLIENT_KWARGS: tuple[str, ...] = tuple(s.name for s in AWS_CLIENT_SETTINGS)
 AWS_KWARGS: tuple[str, ...] = (*AWS_BACKEND_KWARGS, *AWS_CLIENT_KWARGS)
 
 # The connection parts SecretsManagerBackend recognises in a JSON secret, and the words it looks for.
@@ -56,7 +109,6 @@ CONN_FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "conn_type": ("conn_type", "conn_id", "connection_type", "engine"),
     "extra": ("extra",),
 }
-ASSUME_ROLE_METHODS = ("assume_role",)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kong_secrets_backend.config_values import as_bool, as_paths
 from kong_secrets_backend.errors import ConfigError
+from kong_secrets_backend.settings_schema import Setting, as_bool, as_paths, defaults
 
 DEFAULT_KUBERNETES_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -35,45 +35,112 @@ OFFICIAL_VAULT_AUTH_TYPES = (
 VAULT_AUTH_TYPES = (*OFFICIAL_VAULT_AUTH_TYPES, "cert")
 SUPPORTED_VAULT_AUTH_TYPES = VAULT_AUTH_TYPES
 
-# Keyword arguments of Airflow's VaultBackend (same names, same defaults).
-VAULT_KWARGS: dict[str, Any] = {
-    "connections_path": "connections",
-    "variables_path": "variables",
-    "config_path": "config",
-    "use_team_secrets_path": True,
-    "global_secrets_path": None,
-    "url": None,
-    "auth_type": "token",
-    "auth_mount_point": None,
-    "mount_point": "secret",
-    "kv_engine_version": 2,
-    "token": None,
-    "token_path": None,
-    "username": None,
-    "password": None,
-    "key_id": None,
-    "secret_id": None,
-    "role_id": None,
-    "assume_role_kwargs": None,
-    "region": None,
-    "kubernetes_role": None,
-    "kubernetes_jwt_path": DEFAULT_KUBERNETES_JWT_PATH,
-    "gcp_key_path": None,
-    "gcp_keyfile_dict": None,
-    "gcp_scopes": None,
-    "azure_tenant_id": None,
-    "azure_resource": None,
-    "radius_host": None,
-    "radius_secret": None,
-    "radius_port": None,
-    "jwt_role": None,
-    "jwt_token": None,
-    "jwt_token_path": None,
+# Keyword arguments of Airflow's VaultBackend (same names, same defaults), declared once; parse_vault_settings
+# validates them as VaultBackend and its _VaultClient do.
+_AUTH = "for `auth_type`"
+VAULT_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "connections_path",
+        "paths",
+        "connections",
+        "path (or list of paths, tried in order) of connections under the mount; `null` disables",
+    ),
+    Setting(
+        "variables_path",
+        "paths",
+        "variables",
+        "path (or list of paths, tried in order) of variables under the mount; `null` disables",
+    ),
+    Setting(
+        "config_path",
+        "paths",
+        "config",
+        "path (or list of paths, tried in order) of config values under the mount; `null` disables",
+    ),
+    Setting(
+        "use_team_secrets_path",
+        "bool",
+        True,
+        "in a multi-team deployment, read a team's secrets at `<path>/<team>/<key>`",
+    ),
+    Setting(
+        "global_secrets_path",
+        "any",
+        None,
+        "(deprecated) a path appended as a last fallback to each of the three paths",
+        shown_type="string",
+    ),
+    Setting("url", "string", None, "base URL of Vault (or OpenBao)"),
+    Setting(
+        "auth_type",
+        "choice",
+        "token",
+        "how to log in to Vault (`cert` is this project's own)",
+        choices=VAULT_AUTH_TYPES,
+    ),
+    Setting("auth_mount_point", "string", None, "the auth method's mount (default: the method's own)"),
+    Setting("mount_point", "string", "secret", "the KV engine's mount; `null` takes it from the key's first segment"),
+    Setting("kv_engine_version", "choice", 2, "KV engine version", choices=(1, 2)),
+    Setting("token", "string", None, f"Vault token ({_AUTH} `token`, `github`; else `VAULT_TOKEN`)"),
+    Setting("token_path", "string", None, f"file holding the token ({_AUTH} `token`, `github`)"),
+    Setting("username", "string", None, f"{_AUTH} `userpass`, `ldap`"),
+    Setting("password", "string", None, f"{_AUTH} `userpass`, `ldap`"),
+    Setting("key_id", "string", None, f"{_AUTH} `aws_iam`, `azure`"),
+    Setting("secret_id", "string", None, f"{_AUTH} `approle`, `aws_iam`, `azure`"),
+    Setting("role_id", "string", None, f"{_AUTH} `approle`, `aws_iam`, `gcp`"),
+    Setting("assume_role_kwargs", "object", None, f"STS AssumeRole arguments ({_AUTH} `aws_iam`)"),
+    Setting("region", "string", None, f"AWS region of the STS calls ({_AUTH} `aws_iam`)"),
+    Setting("kubernetes_role", "string", None, f"{_AUTH} `kubernetes`"),
+    Setting(
+        "kubernetes_jwt_path",
+        "string",
+        DEFAULT_KUBERNETES_JWT_PATH,
+        f"the service account token ({_AUTH} `kubernetes`)",
+    ),
+    Setting("gcp_key_path", "string", None, f"service account key file ({_AUTH} `gcp`)"),
+    Setting("gcp_keyfile_dict", "object", None, f"service account key ({_AUTH} `gcp`)"),
+    Setting("gcp_scopes", "string", None, f"comma-separated OAuth2 scopes ({_AUTH} `gcp`)"),
+    Setting("azure_tenant_id", "string", None, f"{_AUTH} `azure`"),
+    Setting("azure_resource", "string", None, f"{_AUTH} `azure`"),
+    Setting("radius_host", "string", None, f"{_AUTH} `radius`"),
+    Setting("radius_secret", "string", None, f"{_AUTH} `radius`"),
+    Setting("radius_port", "integer", None, f"{_AUTH} `radius`"),
+    Setting("jwt_role", "string", None, f"{_AUTH} `jwt`"),
+    Setting("jwt_token", "string", None, f"{_AUTH} `jwt`"),
+    Setting("jwt_token_path", "string", None, f"file holding the JWT ({_AUTH} `jwt`)"),
     # ours: the role of the `cert` auth method to log in with (Vault tries every role when unset)
-    "cert_role": None,
-}
+    Setting("cert_role", "string", None, f"the role to log in with ({_AUTH} `cert`; default: every role)"),
+)
 # Extra kwargs VaultBackend forwards to hvac.Client.
-HVAC_CLIENT_KWARGS = ("verify", "cert", "namespace", "proxies", "timeout")
+HVAC_CLIENT_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "verify",
+        "any",
+        None,
+        "verify Vault's TLS certificate, or the path of a CA bundle",
+        shown_type="boolean or path",
+        shown_default="`true`",
+    ),
+    Setting(
+        "cert",
+        "any",
+        None,
+        "client certificate: a path, or `[certificate, key]` paths (required by `auth_type` `cert`)",
+        shown_type="path or list of two paths",
+    ),
+    Setting("namespace", "any", None, "Vault Enterprise namespace", shown_type="string"),
+    Setting("proxies", "any", None, "proxies for the HTTP client, as requests takes them", shown_type="JSON object"),
+    Setting(
+        "timeout",
+        "any",
+        None,
+        "seconds per Vault request (within the resolution's `deadline`)",
+        shown_type="positive number",
+        shown_default="`5`",
+    ),
+)
+VAULT_KWARGS: dict[str, Any] = defaults(VAULT_SETTINGS)
+HVAC_CLIENT_KWARGS: tuple[str, ...] = tuple(s.name for s in HVAC_CLIENT_SETTINGS)
 
 # The kwargs each auth type logs in with (kept in VaultAuth.params when set).
 _AUTH_PARAMS: dict[str, tuple[str, ...]] = {
