@@ -73,7 +73,7 @@ def main() -> int:
             f"Client secret, Vault credentials and token in Airflow's output: "
             f"{'none' if not leaked else len(leaked)} ({lines} lines scanned)",
         )
-        print("\nStack stopped. The example DAG and the secret schema are in examples/ and README.md.")
+        print("\nStack stopped. The example DAG and the secret schema are in examples/ and docs/flows.md.")
         return 0 if not leaked else 1
 
 

@@ -11,7 +11,7 @@ from devstack.stack import Stack
 
 # Everything on the resolution path at DEBUG, so the leak scan sees the most. Not Airflow's own DEBUG: in
 # `dags test`, Airflow 3.3's in-process supervisor logs every MaskSecret request verbatim at DEBUG
-# (airflow/sdk/execution_time/supervisor.py, "Sending request"), for any backend's secrets (see README).
+# (airflow/sdk/execution_time/supervisor.py, "Sending request"), for any backend's secrets (see docs/security.md).
 LEAK_SCAN_LOGGING = {
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     "AIRFLOW__LOGGING__NAMESPACE_LEVELS": (
