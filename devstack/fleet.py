@@ -302,7 +302,7 @@ def _child(index: int, task: dict[str, Any], steps: list[dict[str, Any]], workdi
             except Exception as exc:
                 failed += 1
                 errors.append(f"{type(exc).__name__}: {exc}")
-    from kong_secrets_backend.runtime import _RUNTIMES
+    from kong_secrets_backend.state import _RUNTIMES
 
     mints = sum(rt.broker.mints for rt in _RUNTIMES.values())
     result = _child_result(
