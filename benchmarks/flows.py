@@ -52,8 +52,8 @@ def main() -> None:
     from kong_secrets_backend.credentials import parse_credential
     from kong_secrets_backend.flows import build_flow
     from kong_secrets_backend.flows.client_credentials import ClientCredentialsFlow
-    from kong_secrets_backend.runtime import runtime_for
     from kong_secrets_backend.settings import parse_backend_kwargs
+    from kong_secrets_backend.state import runtime_for
     from kong_secrets_backend.transport.deadline import Deadline
 
     real_masker = masking._masker

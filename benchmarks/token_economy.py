@@ -228,9 +228,8 @@ def measure_cold(report: Report, stack: Any, redis: Any, tmp: Path, n: int) -> N
     import requests
     from airflow.sdk.log import _secrets_masker, mask_secret
 
-    from kong_secrets_backend import KongSecretsBackend, cache, masking
-    from kong_secrets_backend.cache.memory import PROCESS_TOKEN_CACHE
-    from kong_secrets_backend.runtime import reset_runtimes
+    from kong_secrets_backend import KongSecretsBackend, masking
+    from kong_secrets_backend.state import PROCESS, reset_runtimes
 
     stack.put("connections/cold", stack.kong_connection())
     client = stack.clients["airflow-orders"]
@@ -267,8 +266,8 @@ def measure_cold(report: Report, stack: Any, redis: Any, tmp: Path, n: int) -> N
 
     def fresh_process(*, keep_shared: bool) -> None:
         reset_runtimes()
-        PROCESS_TOKEN_CACHE.clear()
-        cache._SHARED.clear()  # a new process: no Redis connection, no checked cache directory
+        PROCESS.tokens.clear()
+        PROCESS.shared_caches.clear()  # a new process: no Redis connection, no checked cache directory
         masking._registered.clear()  # and an empty secrets masker (in this long-running process it would grow
         _secrets_masker().reset_masker()  # with every token, and Airflow recompiles it for each new secret)
         if not keep_shared:

@@ -302,9 +302,10 @@ def _child(index: int, task: dict[str, Any], steps: list[dict[str, Any]], workdi
             except Exception as exc:
                 failed += 1
                 errors.append(f"{type(exc).__name__}: {exc}")
-    from kong_secrets_backend.runtime import _RUNTIMES
+    from kong_secrets_backend.state import PROCESS
 
-    mints = sum(rt.broker.mints for rt in _RUNTIMES.values())
+    runtimes = [PROCESS.runtimes.get(fingerprint) for fingerprint in PROCESS.runtimes]
+    mints = sum(rt.broker.mints for rt in runtimes if rt is not None)
     result = _child_result(
         index, os.getpid(), ok, failed, errors, tokens, records, mints, time.perf_counter() - started
     )

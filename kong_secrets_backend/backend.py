@@ -13,9 +13,9 @@ from kong_secrets_backend.airflow_bridge.compat import connection_class
 from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
 from kong_secrets_backend.errors import AccessDenied, ConfigError, ErrorCategory, KongAuthError, airflow_access_denied
 from kong_secrets_backend.masking import mask
-from kong_secrets_backend.resolver import Resolver
-from kong_secrets_backend.runtime import runtime_for
+from kong_secrets_backend.resolver import Resolution, Resolver
 from kong_secrets_backend.settings import Settings, parse_backend_kwargs
+from kong_secrets_backend.state import runtime_for
 
 log = logging.getLogger("kong_secrets_backend")
 
@@ -71,6 +71,11 @@ class KongSecretsBackend(BaseSecretsBackend):
 
     def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         return self._logged("connections", conn_id, team_name, lambda r: r.conn_value(conn_id, team_name))
+
+    def resolve(self, conn_id: str, team_name: str | None = None) -> Resolution | str | None:
+        """What ``get_conn_value`` does, with its findings: a :class:`Resolution` for a Kong connection (the
+        ``check`` command reads it), a plain connection's value, or None. Errors are logged the same way."""
+        return self._logged("connections", conn_id, team_name, lambda r: r.connection(conn_id, team_name))
 
     def get_variable(self, key: str, team_name: str | None = None) -> str | None:
         return self._logged("variables", key, team_name, lambda r: r.variable(key, team_name))

@@ -1,15 +1,158 @@
-"""The connection Airflow gets back: the secret's own fields, the auth header in the extras, nothing of kong_auth."""
+"""A Kong connection: its secret parsed (purely, into frozen objects) and the connection Airflow gets back.
+
+- :func:`parse_kong_auth` reads a connection secret's ``kong_auth`` block, merged with its shared
+  credential, into a :class:`KongAuth`. It reads nothing and changes nothing: the secret's data is
+  never mutated, so a restriction such as ``allowed_dags`` cannot be lost on any path.
+- :class:`KongConnection` is one version of a connection: the record, what ``kong_auth`` says, the flow
+  that mints its tokens; :meth:`KongConnection.check_access` applies ``allowed_dags``.
+- :func:`kong_conn_value` is what Airflow gets back: the secret's own fields, the auth header in the
+  extras, nothing of ``kong_auth``; :func:`plain_conn_value` is the official backends' reading.
+
+``allowed_dags`` patterns are shell-style globs (``fnmatch``, case-sensitive) matched against the dag_id
+of the running task. A resolution outside any task, or from a DAG that matches no pattern, is refused;
+the backend turns the refusal into Airflow's ``AirflowSecretsBackendAccessDenied``, the one backend
+exception Airflow lets through to the task instead of falling back to other backends.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
 
-from kong_secrets_backend.errors import SecretFormatError
+from kong_secrets_backend.errors import AccessDenied, SecretFormatError
+from kong_secrets_backend.flows import parse_credential
+
+if TYPE_CHECKING:
+    from kong_secrets_backend.airflow_bridge.task import TaskIdentity
+    from kong_secrets_backend.flows import Credential, TokenFlow
+    from kong_secrets_backend.settings import Settings
+    from kong_secrets_backend.sources import SecretRecord
+    from kong_secrets_backend.tokens import Token
 
 log = logging.getLogger(__name__)
+
+MAX_FIELD_CHARS = 64 * 1024  # no kong_auth value (a PEM key included) is legitimately longer
+# Fields of a connection's kong_auth block that are the connection's own, never the credential's.
+CONNECTION_FIELDS = ("allowed_dags", "credentials_path")
+
+
+def load_kong_auth(raw: Any) -> dict[str, Any]:
+    """The kong_auth value as a new dict: a JSON object, or a string holding one (``vault kv put k kong_auth=@f``)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise SecretFormatError(
+                f"kong_auth is a string but not valid JSON (line {getattr(exc, 'lineno', '?')})"
+            ) from None
+    if not isinstance(raw, dict):
+        raise SecretFormatError(f"kong_auth must be a JSON object, not {type(raw).__name__}")
+    return dict(raw)
+
+
+def credentials_path(record: SecretRecord) -> str | None:
+    """The shared credential a connection secret names (validated by the resolver before it is read)."""
+    path = load_kong_auth(record.data["kong_auth"]).get("credentials_path")
+    if path is not None and (not isinstance(path, str) or not path.strip("/")):
+        raise SecretFormatError("kong_auth.credentials_path must be a non-empty string")
+    return path
+
+
+def shared_fields(record: SecretRecord) -> dict[str, Any]:
+    """A shared credential's fields: the secret itself, or its kong_auth block when it has one."""
+    return load_kong_auth(record.data["kong_auth"]) if "kong_auth" in record.data else dict(record.data)
+
+
+@dataclass(frozen=True)
+class KongAuth:
+    """What a connection's ``kong_auth`` says, merged with its shared credential."""
+
+    credential: Credential = field(repr=False)
+    allowed_dags: tuple[str, ...] | None = None
+    credentials_path: str | None = None
+    version: str | None = None  # the credential's version: the connection's, or path@version of the shared one
+
+
+def parse_kong_auth(record: SecretRecord, *, shared: SecretRecord | None, settings: Settings) -> KongAuth:
+    """Parse a Kong connection secret (and the shared credential it names, already read). Pure."""
+    check_kong_connection_fields(record.data)
+    block = load_kong_auth(record.data["kong_auth"])
+    check_field_sizes(block)
+    allowed_dags = parse_allowed_dags(block.get("allowed_dags"))
+    path = block.get("credentials_path")
+    credential_block = {k: v for k, v in block.items() if k not in CONNECTION_FIELDS}
+    version = record.version
+    if shared is not None:
+        credential_block = {**credential_block, **shared_fields(shared)}
+        # connections sharing one credential share its tokens: the key follows the credential's version
+        version = f"{shared.path}@{shared.version}"
+    credential = parse_credential(credential_block, settings=settings, version=version)
+    return KongAuth(credential=credential, allowed_dags=allowed_dags, credentials_path=path, version=version)
+
+
+@dataclass(frozen=True)
+class KongConnection:
+    """One version of a Kong connection: its secret, what kong_auth says, and the flow minting its tokens."""
+
+    record: SecretRecord
+    auth: KongAuth
+    flow: TokenFlow
+
+    @property
+    def credential(self) -> Credential:
+        return self.auth.credential
+
+    @property
+    def header_name(self) -> str:
+        return str(self.auth.credential.header_name)
+
+    def check_access(self, conn_id: str, task: TaskIdentity | None) -> None:
+        """Raise AccessDenied unless allowed_dags admits the running task's dag_id."""
+        patterns = self.auth.allowed_dags
+        if patterns is None:
+            return
+        if task is None:
+            raise AccessDenied(
+                f"conn_id {conn_id!r} is restricted by allowed_dags ({', '.join(patterns)}) and this resolution "
+                "is outside any task (dag_id: none)"
+            )
+        if not any(fnmatchcase(task.dag_id, p) for p in patterns):
+            raise AccessDenied(
+                f"conn_id {conn_id!r} may not be used by dag_id {task.dag_id!r} (allowed_dags: {', '.join(patterns)})"
+            )
+
+    def conn_value(self, token: Token, conn_id: str, extra_headers: Mapping[str, str]) -> str:
+        """The JSON Airflow gets back, with token in the auth header."""
+        scheme = self.auth.credential.header_scheme
+        return kong_conn_value(
+            self.record.data,
+            header_name=self.header_name,
+            header_value=f"{scheme} {token.value}" if scheme else token.value,
+            conn_id=conn_id,
+            extra_headers=extra_headers,
+        )
+
+
+def parse_allowed_dags(value: Any) -> tuple[str, ...] | None:
+    """None when the field is absent; else a non-empty tuple of glob patterns."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) and p for p in value):
+        raise SecretFormatError("kong_auth.allowed_dags must be a non-empty list of dag_id patterns")
+    return tuple(value)
+
+
+def check_field_sizes(block: Mapping[str, Any]) -> None:
+    """Refuse megabyte values up front, by field name (they would end up in headers and request bodies)."""
+    for name, value in block.items():
+        if len(json.dumps(value)) > MAX_FIELD_CHARS:
+            raise SecretFormatError(f"kong_auth.{name} is longer than {MAX_FIELD_CHARS} characters")
 
 
 def plain_conn_value(data: dict[str, Any]) -> str:

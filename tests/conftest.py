@@ -17,8 +17,7 @@ import devstack.airflow  # noqa: E402
 from devstack.moto import SECRET_ACCESS_KEY, Moto, start_moto  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
 from kong_secrets_backend import masking  # noqa: E402
-from kong_secrets_backend.cache.memory import PROCESS_TOKEN_CACHE  # noqa: E402
-from kong_secrets_backend.runtime import reset_runtimes  # noqa: E402
+from kong_secrets_backend.state import PROCESS, reset_runtimes  # noqa: E402
 from tests.leak_scan import LEAKS, RecordingHandler  # noqa: E402
 
 _RECORDER = RecordingHandler(LEAKS)
@@ -112,10 +111,10 @@ def _fresh_secrets_masker() -> None:
 def fresh_process_state() -> Iterator[None]:
     """Each test starts as a new task process would: no runtimes, no cached tokens."""
     reset_runtimes()
-    PROCESS_TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
     yield
     reset_runtimes()
-    PROCESS_TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
 
 
 def assert_no_secrets(text: str, planted: list[str]) -> None:

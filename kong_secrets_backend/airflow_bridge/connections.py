@@ -1,7 +1,7 @@
 """Connections built from the same JSON, kept per backend: a hot resolution copies one instead of parsing it.
 
 A Kong connection's JSON is the very same string object until its token (or correlation headers) change
-(``resolver.KongConnection`` memoizes it), so the Connection Airflow would build from it is built once
+(the resolver memoizes it), so the Connection Airflow would build from it is built once
 and a shallow copy is handed out each time: every field of the task SDK's ``Connection`` is a string, an
 int or None, so a copy is indistinguishable from a fresh ``from_json`` and callers never share an object.
 The kept instance itself is never handed out. Only attrs classes (the task SDK's ``Connection``) are

@@ -14,17 +14,12 @@
 Airflow's metrics module is imported lazily, on the first event, and each call goes to whichever copy of it
 this process initialised: the task SDK's in task processes, core's in the scheduler, triggerer and API server.
 Nothing here ever raises: a broken metrics setup must not fail a resolution.
-
-The same events are counted in-process (``counts()``), so that the ``check`` command can say whether it
-minted a token or was served one from the cache.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -43,14 +38,11 @@ _CORE_STATS = "airflow._shared.observability.metrics.stats"  # scheduler, trigge
 _SDK_STATS = "airflow.sdk.observability.stats"  # task processes (3.2+); the documented path for 3rd parties
 _LEGACY_STATS = "airflow.stats"  # 3.0 / 3.1
 
-_counts: Counter[str] = Counter()
-_counts_lock = threading.Lock()
 _warned = False
 
 
 def mint(flow: str, seconds: float) -> None:
     """A token was minted for ``flow`` in ``seconds``."""
-    _count(f"mint:{flow}")
     tags = {"flow": flow}
     _emit("incr", MINTS, tags=tags)
     _emit("timing", MINT_DURATION, timedelta(seconds=max(0.0, seconds)), tags=tags)
@@ -58,7 +50,6 @@ def mint(flow: str, seconds: float) -> None:
 
 def cache_hit(flow: str) -> None:
     """A resolution was served a cached token."""
-    _count(f"cache_hit:{flow}")
     _emit("incr", CACHE_HITS, tags={"flow": flow})
 
 
@@ -67,7 +58,6 @@ def error(category: ErrorCategory | str, reason: str | None = None) -> None:
     ``reason`` only when that belongs to the fixed vocabulary. A value that is not a category counts as
     ``internal``."""
     name = error_name(category)
-    _count(f"error:{name}")
     _emit("incr", f"{ERRORS}.{name}", tags={"category": name, "reason": reason_tag(reason)})
 
 
@@ -77,26 +67,6 @@ def error_name(category: ErrorCategory | str) -> str:
         return ErrorCategory(category).value
     except (ValueError, TypeError):
         return ErrorCategory.INTERNAL.value
-
-
-def counts() -> dict[str, int]:
-    """This process's events so far: ``{"mint:<flow>": n, "cache_hit:<flow>": n, "error:<category>": n}``."""
-    with _counts_lock:
-        return dict(_counts)
-
-
-def mints_since(before: dict[str, int]) -> int:
-    """How many mints happened since the ``counts()`` snapshot ``before``."""
-    now = counts()
-    return sum(n - before.get(k, 0) for k, n in now.items() if k.startswith("mint:"))
-
-
-def _count(key: str) -> None:
-    try:
-        with _counts_lock:
-            _counts[key] += 1
-    except Exception:  # pragma: no cover - defensive
-        pass
 
 
 def _emit(method: str, *args: Any, tags: dict[str, str]) -> None:
@@ -139,4 +109,4 @@ def _import_fallback() -> Any:
         return None
 
 
-__all__ = ["CACHE_HITS", "ERRORS", "MINTS", "MINT_DURATION", "cache_hit", "counts", "error", "mint", "mints_since"]
+__all__ = ["CACHE_HITS", "ERRORS", "MINTS", "MINT_DURATION", "cache_hit", "error", "mint"]

@@ -10,8 +10,6 @@ wait and then read. A shared cache never raises: when it cannot be used, the cal
 
 from __future__ import annotations
 
-import os
-import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -37,43 +35,18 @@ class TokenCache(Protocol):
         """Re-create locks, clients and connections in a forked child."""
 
 
-_SHARED: dict[tuple[str, str], TokenCache] = {}
-_SHARED_LOCK = threading.Lock()
-
-
 def build_shared_cache(mode: str, directory: str | None = None) -> TokenCache | None:
-    """The process-wide shared cache for a ``token_cache`` setting (None for ``memory``); no I/O here."""
+    """A new shared cache client for a ``token_cache`` setting (None for ``memory``); no I/O here.
+
+    The process keeps one per setting (:mod:`kong_secrets_backend.state`)."""
     if mode == "memory":
         return None
     if mode == "file":
-        from kong_secrets_backend.cache.file import default_cache_dir
+        from kong_secrets_backend.cache.file import FileTokenCache, default_cache_dir
 
-        where = str(Path(directory).expanduser()) if directory else str(default_cache_dir())
-    elif mode.startswith(("redis://", "rediss://")):
-        where = mode
-    else:  # parse_backend_kwargs refuses it first
-        raise ValueError("unknown token_cache mode")
-    with _SHARED_LOCK:
-        cache = _SHARED.get((mode, where))
-        if cache is None:
-            if mode == "file":
-                from kong_secrets_backend.cache.file import FileTokenCache
+        return FileTokenCache(Path(directory).expanduser() if directory else default_cache_dir())
+    if mode.startswith(("redis://", "rediss://")):
+        from kong_secrets_backend.cache.redis import RedisTokenCache
 
-                cache = FileTokenCache(Path(where))
-            else:
-                from kong_secrets_backend.cache.redis import RedisTokenCache
-
-                cache = RedisTokenCache(where)
-            _SHARED[(mode, where)] = cache
-        return cache
-
-
-def _after_fork_in_child() -> None:
-    global _SHARED_LOCK
-    _SHARED_LOCK = threading.Lock()
-    for cache in list(_SHARED.values()):
-        cache.after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+        return RedisTokenCache(mode)
+    raise ValueError("unknown token_cache mode")  # the settings refuse it first

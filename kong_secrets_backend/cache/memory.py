@@ -8,15 +8,13 @@ and the time after which it must not be served any more.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from kong_secrets_backend.tokens import Token
+from kong_secrets_backend.tokens import Token, TokenState
 
 _MAX_ENTRIES = 4096
 
@@ -27,6 +25,13 @@ class CachedToken:
     refresh_at: float  # start refreshing (advisory window, jittered per process)
     usable_until: float  # not served any more (mandatory window)
 
+    def state(self, now: float) -> TokenState:
+        if now < self.refresh_at:
+            return TokenState.FRESH
+        if now < self.usable_until:
+            return TokenState.STALE
+        return TokenState.INVALID
+
 
 class MemoryTokenCache:
     """Tokens held until they expire, with a lock per key for single flight among the process's threads."""
@@ -36,7 +41,6 @@ class MemoryTokenCache:
         self._entries: dict[str, CachedToken] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
-        _INSTANCES.add(self)
 
     def __repr__(self) -> str:
         return f"MemoryTokenCache(entries={len(self._entries)})"
@@ -95,17 +99,3 @@ class MemoryTokenCache:
         """In a forked child: new locks (another thread may have held one at the fork); tokens stay valid."""
         self._guard = threading.Lock()
         self._locks = {}
-
-
-_INSTANCES: weakref.WeakSet[MemoryTokenCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for cache in list(_INSTANCES):
-        cache.after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # Celery prefork: the child must not inherit a lock held by a vanished thread
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-PROCESS_TOKEN_CACHE = MemoryTokenCache()

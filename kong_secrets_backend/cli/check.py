@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from kong_secrets_backend import observe
-from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.airflow_bridge.task import TaskIdentity, task_override
 from kong_secrets_backend.errors import ConfigError, ErrorCategory, KongAuthError
+from kong_secrets_backend.resolver import Resolution
+from kong_secrets_backend.tokens import Origin
 
 EXIT_OK = 0
 EXIT_MISCONFIGURED = 1
@@ -243,8 +243,8 @@ def run_check(
     backend_cls = _import_backend_class(settings.class_path, report)
     if backend_cls is None:
         return report
-    from kong_secrets_backend.runtime import runtime_for
     from kong_secrets_backend.settings import parse_backend_kwargs
+    from kong_secrets_backend.state import runtime_for
 
     try:
         config = parse_backend_kwargs(settings.kwargs)
@@ -259,11 +259,10 @@ def run_check(
         report.searched = runtime.source.describe("connections", conn_id)
 
     backend = backend_cls(**settings.kwargs)
-    before = metrics.counts()
     started = time.monotonic()
-    with _captured_warnings(report.notes), _as_dag(dag_id), observe.observing() as seen:
+    with _captured_warnings(report.notes), _as_dag(dag_id):
         try:
-            value = backend.get_conn_value(conn_id)
+            found = backend.resolve(conn_id) if hasattr(backend, "resolve") else backend.get_conn_value(conn_id)
         except KongAuthError as exc:
             return report.fail(classify(exc), exc.reason, str(exc), exc.category)
         except Exception as exc:  # AirflowSecretsBackendAccessDenied (allowed_dags) and anything unexpected
@@ -273,27 +272,28 @@ def run_check(
                 EXIT_MISCONFIGURED, "internal", f"unexpected {type(exc).__name__}", ErrorCategory.INTERNAL
             )
     elapsed = time.monotonic() - started
-    if value is None:
+    if found is None:
         return report.fail(
             EXIT_MISCONFIGURED,
             "not_found",
             f"no secret for conn_id {conn_id!r} at {report.searched or 'the configured paths'} "
             f"(Airflow would report: The conn_id `{conn_id}` isn't defined)",
         )
-    if not seen:
+    if not isinstance(found, Resolution):
         return report.fail(
             EXIT_MISCONFIGURED,
             "no_kong_auth",
             f"conn_id {conn_id!r} has no kong_auth: it is returned exactly as the official backend returns it, "
             "with no token",
         )
-    resolution = seen[-1]
-    report.secret_path, report.secret_version = resolution.path, resolution.version
-    report.flow, report.header = resolution.flow, resolution.header_name
-    report.token = _token_info(resolution.token, metrics.mints_since(before), runtime)
+    value = found.conn_value
+    report.secret_path, report.secret_version = found.path, found.version
+    report.flow, report.header = found.flow, found.header_name
+    report.token = _token_info(found, runtime)
     report.cache["state"] = {"minted": "minted by this command", "cache": "served from the cache"}.get(
         report.token.obtained, "not cached (static credential)"
     )
+    report.cache["tier"] = found.cache_tier
     report.cache["resolution_ms"] = round(elapsed * 1000, 1)
     if probe:
         report.probe = probe_connection(value, endpoint=endpoint, method=method, timeout=probe_timeout)
@@ -350,16 +350,17 @@ def _cache_scope(mode: str) -> str:
     return mode
 
 
-def _token_info(token: Any, mints: int, runtime: Any) -> TokenInfo:
+def _token_info(resolution: Resolution, runtime: Any) -> TokenInfo:
+    token = resolution.token
     claims = {k: token.claims[k] for k in CLAIMS if k in token.claims}
     if token.kid and "kid" not in claims:
         claims["kid"] = token.kid
     expires_at = getattr(token, "expires_at", None)
     finite = isinstance(expires_at, (int, float)) and math.isfinite(expires_at)
-    if getattr(token, "flow", "") == "key_auth" or not finite:
+    if resolution.origin is Origin.STATIC or not finite:
         obtained = "static"
     else:
-        obtained = "minted" if mints > 0 else "cache"
+        obtained = "minted" if resolution.minted else "cache"
     info = TokenInfo(
         claims=claims,
         expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)) if finite else None,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kong_secrets_backend.credentials import Credential
+    from kong_secrets_backend.settings import Settings
     from kong_secrets_backend.tokens import Token
     from kong_secrets_backend.transport.deadline import Deadline
     from kong_secrets_backend.transport.http import HttpTransport
@@ -32,7 +33,24 @@ class TokenFlow(Protocol):
         """Obtain a new token, or raise a KongAuthError naming why not."""
 
 
-def build_flow(
+def parse_credential(block: Any, *, settings: Settings, version: str | None) -> Credential:
+    from kong_secrets_backend.credentials import parse_credential as parse
+
+    return parse(block, allow_insecure_http=settings.allow_insecure_http, version=version, source=settings.source)
+
+
+def build_flow(credential: Credential, *, http: HttpTransport, settings: Settings, source: Any) -> TokenFlow:
+    return _build_flow(
+        credential,
+        http,
+        default_ttl=settings.default_token_ttl,
+        source=source,
+        identity=settings.fingerprint,
+        allow_insecure_http=settings.allow_insecure_http,
+    )
+
+
+def _build_flow(
     credential: Credential,
     http: HttpTransport,
     *,

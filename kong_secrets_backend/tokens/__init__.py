@@ -14,9 +14,28 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 _SUMMARY_CLAIMS = ("iss", "sub", "aud", "scope", "client_id", "exp", "iat")
+
+
+class TokenState(Enum):
+    """Where a cached token stands, as google-auth names it (the times come from :class:`RefreshPolicy`)."""
+
+    FRESH = "fresh"  # before this process's refresh point: served as is
+    STALE = "stale"  # advisory window: one caller refreshes, the token is still served (also if that fails)
+    INVALID = "invalid"  # mandatory window or expired (or no token): a new one is needed before serving
+
+
+class Origin(Enum):
+    """Where a served token came from."""
+
+    MEMORY = "memory"  # this process's cache
+    SHARED = "shared"  # the host's (file) or the fleet's (redis) cache
+    MINTED = "minted"  # obtained from the identity provider (or signed) by this resolution
+    PREVIOUS_VERSION = "previous_version"  # a rotation's replaced credential version, until its token ages
+    STATIC = "static"  # key_auth: the key itself, nothing minted or cached
 
 
 @dataclass(frozen=True)

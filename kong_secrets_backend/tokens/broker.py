@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError
+from kong_secrets_backend.tokens import Origin, TokenState
 from kong_secrets_backend.transport.retry import with_retries
 
 if TYPE_CHECKING:
@@ -36,16 +39,33 @@ RETRY_AFTER_FAILED_REFRESH = 5.0  # seconds between advisory refresh attempts wh
 LOCK_HOLD_MARGIN = 1.0  # a shared lock outlives the holder's deadline by this much, then expires
 
 
+@dataclass(frozen=True)
+class Obtained:
+    token: Token
+    origin: Origin
+
+
 class TokenBroker:
-    def __init__(self, cache: MemoryTokenCache, policy: RefreshPolicy, shared: TokenCache | None = None) -> None:
+    def __init__(
+        self,
+        cache: MemoryTokenCache,
+        policy: RefreshPolicy,
+        shared: TokenCache | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cache = cache  # this process's tokens, in front of every mode
         self.policy = policy
         self.shared = shared  # the host's (file) or fleet's (redis) cache, or None (memory)
+        self.clock = clock
         self.mints = 0
 
     def token(self, flow: TokenFlow, deadline: Deadline, *, label: str = "", force: bool = False) -> Token:
-        """A token for the flow: cached while fresh, else refreshed; ``force`` mints one now whatever is cached
-        (a retried task's first resolution: the cached token may be the revoked one that failed the try)."""
+        return self.obtain(flow, deadline, label=label, force=force).token
+
+    def obtain(self, flow: TokenFlow, deadline: Deadline, *, label: str = "", force: bool = False) -> Obtained:
+        """A token for the flow and where it came from: cached while fresh, else refreshed; ``force`` mints one
+        now whatever is cached (a retried task's first resolution: the cached token may be the revoked one)."""
         key = flow.cache_key()
         if force:
             with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
@@ -53,16 +73,16 @@ class TokenBroker:
                     raise DeadlineExceeded("timed out waiting for another resolution to mint the token")
                 return self._mint(flow, key, deadline, label)
         entry = self.cache.entry(key)
-        if entry is not None and time.time() < entry.refresh_at:
+        if entry is not None and self.clock() < entry.refresh_at:  # TokenState.FRESH, inlined: the hot path
             metrics.cache_hit(flow.name)
-            return entry.token
+            return Obtained(entry.token, Origin.MEMORY)
         return self._refresh(flow, key, deadline, label)
 
     def peek(self, flow: TokenFlow, *, usable: bool = False) -> Token | None:
         """The flow's cached token if still before its refresh point (or, with ``usable``, still servable);
         never mints, never waits."""
         key = flow.cache_key()
-        now = time.time()
+        now = self.clock()
         entry = self.cache.entry(key)
         if entry is not None and now < (entry.usable_until if usable else entry.refresh_at):
             return entry.token
@@ -77,57 +97,62 @@ class TokenBroker:
 
     # -- the slow path ----------------------------------------------------------------------------
 
-    def _refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Token:
+    def _refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Obtained:
+        """The token is STALE (advisory window) or INVALID (mandatory window, or none): see the shared tier first."""
         shared, secret = self._shared_for(flow)
-        current = self._usable_local(key)
+        local = self._usable_local(key)
+        current = Obtained(local, Origin.MEMORY) if local is not None else None
         if shared is not None:
             found = shared.get(key, secret)
-            if found is not None and (current is None or found.expires_at > current.expires_at):
-                entry = self._remember(key, found)
-                if time.time() < entry.refresh_at:
+            if found is not None and (current is None or found.expires_at > current.token.expires_at):
+                state = self._remember(key, found).state(self.clock())
+                if state is TokenState.FRESH:
                     metrics.cache_hit(flow.name)
-                    return found
-                current = found if time.time() < entry.usable_until else current
+                    return Obtained(found, Origin.SHARED)
+                if state is TokenState.STALE:
+                    current = Obtained(found, Origin.SHARED)
         if current is not None:
             return self._advisory_refresh(flow, key, current, deadline, label)
         return self._mandatory_refresh(flow, key, deadline, label)
 
-    def _advisory_refresh(self, flow: TokenFlow, key: str, current: Token, deadline: Deadline, label: str) -> Token:
+    def _advisory_refresh(
+        self, flow: TokenFlow, key: str, current: Obtained, deadline: Deadline, label: str
+    ) -> Obtained:
         shared, secret = self._shared_for(flow)
         with self.cache.lock(key, timeout=0) as acquired:
             if not acquired:  # another thread of this process is refreshing: keep serving the current token
                 return current
             latest = self.cache.entry(key)
-            if latest is not None and latest.token.expires_at > current.expires_at:
-                return latest.token  # refreshed by another thread meanwhile
+            if latest is not None and latest.token.expires_at > current.token.expires_at:
+                return Obtained(latest.token, Origin.MEMORY)  # refreshed by another thread meanwhile
             if shared is None:
                 return self._mint_or_keep(flow, key, current, deadline, label)
             with shared.lock(key, timeout=0, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
                 if not got_shared:  # another process or host is refreshing
                     return current
                 found = shared.get(key, secret)
-                if found is not None and found.expires_at > current.expires_at:
+                if found is not None and found.expires_at > current.token.expires_at:
                     self._remember(key, found)
-                    return found
+                    return Obtained(found, Origin.SHARED)
                 return self._mint_or_keep(flow, key, current, deadline, label)
 
-    def _mandatory_refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Token:
+    def _mandatory_refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Obtained:
         shared, secret = self._shared_for(flow)
         with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
             if not acquired:
                 raise DeadlineExceeded("timed out waiting for another resolution to mint the token")
             current = self._usable_local(key)
             if current is not None:  # minted by another thread while this one waited
-                return current
+                return Obtained(current, Origin.MEMORY)
             if shared is None:
                 return self._mint(flow, key, deadline, label)
             wait = max(0.0, deadline.remaining() / 2)
             with shared.lock(key, timeout=wait, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
                 found = shared.get(key, secret)
-                if found is not None and self.policy.usable(found):
+                if found is not None and self.policy.usable(found, now=self.clock()):
                     self._remember(key, found)
                     metrics.cache_hit(flow.name)
-                    return found
+                    return Obtained(found, Origin.SHARED)
                 if not got_shared:
                     log.info(
                         "kong-secrets-backend: waited %.1fs for another process to mint the token for %s; "
@@ -137,7 +162,7 @@ class TokenBroker:
                     )
                 return self._mint(flow, key, deadline, label)
 
-    def _mint_or_keep(self, flow: TokenFlow, key: str, current: Token, deadline: Deadline, label: str) -> Token:
+    def _mint_or_keep(self, flow: TokenFlow, key: str, current: Obtained, deadline: Deadline, label: str) -> Obtained:
         try:
             return self._mint(flow, key, deadline, label, retry=False)  # a token is in hand: no retries
         except KongAuthError as exc:
@@ -146,15 +171,15 @@ class TokenBroker:
                 "valid for %.0fs more",
                 label or flow.name,
                 exc,
-                current.remaining(),
+                current.token.remaining(self.clock()),
             )
             entry = self.cache.entry(key)
-            if entry is not None and entry.token is current:  # back off: do not ask a failing IdP on every call
-                retry_at = min(time.time() + RETRY_AFTER_FAILED_REFRESH, entry.usable_until)
-                self.cache.put(key, current, refresh_at=retry_at, usable_until=entry.usable_until)
+            if entry is not None and entry.token is current.token:  # back off: do not ask a failing IdP each call
+                retry_at = min(self.clock() + RETRY_AFTER_FAILED_REFRESH, entry.usable_until)
+                self.cache.put(key, current.token, refresh_at=retry_at, usable_until=entry.usable_until)
             return current
 
-    def _mint(self, flow: TokenFlow, key: str, deadline: Deadline, label: str, *, retry: bool = True) -> Token:
+    def _mint(self, flow: TokenFlow, key: str, deadline: Deadline, label: str, *, retry: bool = True) -> Obtained:
         started = time.monotonic()
         if retry:  # no usable token: transient failures are retried within the deadline
             what = f"minting a token for {label or flow.name}"
@@ -172,10 +197,10 @@ class TokenBroker:
             flow.name,
             label or "?",
             (time.monotonic() - started) * 1000,
-            token.remaining(),
+            token.remaining(self.clock()),
             f", kid {token.kid}" if token.kid else "",
         )
-        return token
+        return Obtained(token, Origin.MINTED)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -186,7 +211,7 @@ class TokenBroker:
 
     def _usable_local(self, key: str) -> Token | None:
         entry = self.cache.entry(key)
-        if entry is not None and time.time() < entry.usable_until:
+        if entry is not None and entry.state(self.clock()) is not TokenState.INVALID:
             return entry.token
         return None
 

@@ -25,7 +25,7 @@ from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from kong_secrets_backend.errors import KongAuthError
-from kong_secrets_backend.runtime import runtime_for
+from kong_secrets_backend.state import runtime_for
 from kong_secrets_backend.transport.deadline import Deadline
 from tests.conftest import assert_no_secrets
 from tests.leak_scan import LEAKS

@@ -16,7 +16,7 @@ from airflow.sdk.definitions.connection import Connection
 from devstack.stack import KV1_MOUNT, Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.errors import KongAuthError, SecretIdError
-from kong_secrets_backend.runtime import runtime_for
+from kong_secrets_backend.state import runtime_for
 from tests.conftest import assert_no_secrets
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 from airflow.sdk.definitions.connection import Connection
 
 from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
-from kong_secrets_backend.cache.records import RecordCache
 
 VALUE = json.dumps({"conn_type": "http", "host": "kong.example.com", "extra": {"Authorization": "Bearer tok-1"}})
 
@@ -51,21 +49,3 @@ def test_classes_that_are_not_attrs_are_never_kept() -> None:
     for _ in range(2):
         built.append(memo.connection("c", None, VALUE, OrmLike, OrmLike))
     assert built[0] is not built[1] and memo._built == {}
-
-
-def test_records_expire_after_their_ttl_and_zero_keeps_nothing() -> None:
-    records: RecordCache[str, str] = RecordCache(maxsize=10, ttl=0.1)
-    records["k"] = "v"
-    assert records.get("k") == "v"
-    time.sleep(0.15)
-    assert records.get("k") is None
-    nothing: RecordCache[str, str] = RecordCache(maxsize=10, ttl=0)
-    nothing["k"] = "v"
-    assert nothing.get("k") is None
-
-
-def test_records_are_bounded_oldest_first() -> None:
-    records: RecordCache[int, int] = RecordCache(maxsize=3, ttl=60)
-    for i in range(5):
-        records[i] = i
-    assert [records.get(i) for i in range(5)] == [None, None, 2, 3, 4]

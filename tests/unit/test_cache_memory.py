@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 
 from kong_secrets_backend.cache.memory import MemoryTokenCache
-from kong_secrets_backend.runtime import reset_runtimes, runtime_for
 from kong_secrets_backend.settings import parse_backend_kwargs
+from kong_secrets_backend.state import PROCESS, reset_runtimes, runtime_for
 from kong_secrets_backend.tokens import Token
 
 
@@ -70,7 +70,7 @@ def _held_by_a_thread(enter: Callable[[], object], exit_: Callable[[], object]) 
 
 
 def test_a_forked_child_can_take_a_mint_lock_a_parent_thread_held_at_the_fork() -> None:
-    cache = MemoryTokenCache()
+    cache = PROCESS.tokens  # the process-wide cache, renewed by the one at-fork reset
     cm = cache.lock("k", timeout=1)
     release = _held_by_a_thread(cm.__enter__, lambda: cm.__exit__(None, None, None))
     try:
@@ -88,11 +88,11 @@ def test_a_forked_child_gets_new_runtime_locks_and_http_session() -> None:
     reset_runtimes()
     runtime = runtime_for(parse_backend_kwargs({"url": "http://127.0.0.1:9", "token": "t0ken-fork"}))
     session = runtime.http._get_session()
-    release = _held_by_a_thread(runtime.records_lock.acquire, runtime.records_lock.release)
+    release = _held_by_a_thread(runtime.records._lock.acquire, runtime.records._lock.release)
     try:
 
         def child() -> bool:
-            got = runtime.records_lock.acquire(timeout=1)
+            got = runtime.records._lock.acquire(timeout=1)
             return got and runtime.http._get_session() is not session
 
         assert _in_forked_child(child)

@@ -218,6 +218,8 @@ class RefusedByVault(KongSecretsBackend):
     def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         raise SourceError(f"Vault denied reading kv/connections/{conn_id}", reason="vault_forbidden")
 
+    resolve = get_conn_value  # what check calls: the lookup with its findings
+
 
 def test_the_report_keeps_the_detailed_reason_and_adds_the_category() -> None:
     refused = settings(url="https://vault:8200", auth_type="approle", role_id="r", secret_id=PLANTED_SECRET_ID)

@@ -131,18 +131,6 @@ def test_a_backend_failure_is_counted_under_its_category_with_its_bounded_reason
     ]
 
 
-def test_events_are_counted_in_process_for_the_check_command() -> None:
-    before = metrics.counts()
-    metrics.mint("client_credentials", 0.01)
-    metrics.cache_hit("client_credentials")
-    metrics.error("deadline")
-    after = metrics.counts()
-    assert after["mint:client_credentials"] == before.get("mint:client_credentials", 0) + 1
-    assert after["cache_hit:client_credentials"] == before.get("cache_hit:client_credentials", 0) + 1
-    assert after["error:deadline"] == before.get("error:deadline", 0) + 1
-    assert metrics.mints_since(before) == 1
-
-
 def test_a_broken_metrics_backend_never_breaks_a_resolution_and_warns_once(
     sdk_stats: object, caplog: pytest.LogCaptureFixture
 ) -> None:

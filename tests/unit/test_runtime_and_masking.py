@@ -6,8 +6,8 @@ import pytest
 
 from kong_secrets_backend import masking
 from kong_secrets_backend.errors import DeadlineExceeded
-from kong_secrets_backend.runtime import reset_runtimes, runtime_for
 from kong_secrets_backend.settings import parse_backend_kwargs
+from kong_secrets_backend.state import reset_runtimes, runtime_for
 from kong_secrets_backend.transport.deadline import Deadline
 
 
