@@ -12,9 +12,8 @@ from kong_secrets_backend.access import check_allowed, parse_allowed_dags
 from kong_secrets_backend.airflow_bridge.task import current_task
 from kong_secrets_backend.airflow_bridge.trace_headers import correlation_headers
 from kong_secrets_backend.connection import check_kong_connection_fields, kong_conn_value, plain_conn_value
-from kong_secrets_backend.credentials import load_kong_auth, parse_credential
 from kong_secrets_backend.errors import KongAuthError, SecretFormatError, SourceError, TokenEndpointError
-from kong_secrets_backend.flows import build_flow
+from kong_secrets_backend.flows import build_flow, load_kong_auth, parse_credential
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources.paths import validate_secret_id
 from kong_secrets_backend.transport.deadline import Deadline
@@ -274,18 +273,9 @@ class Resolver:
             # connections sharing one credential share its tokens: the key follows the credential's version
             version = f"{shared.path}@{shared.version}"
         config = self.runtime.config
-        credential = parse_credential(
-            block, allow_insecure_http=config.allow_insecure_http, version=version, source=config.source
-        )
+        credential = parse_credential(block, settings=config, version=version)
         mask(*credential.secret_values())
-        flow = build_flow(
-            credential,
-            self.runtime.http,
-            default_ttl=config.default_token_ttl,
-            source=self.runtime.source,
-            identity=config.fingerprint,
-            allow_insecure_http=config.allow_insecure_http,
-        )
+        flow = build_flow(credential, http=self.runtime.http, settings=config, source=self.runtime.source)
         return KongConnection(
             record=record,
             flow=flow,

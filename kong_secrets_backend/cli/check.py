@@ -37,6 +37,7 @@ from kong_secrets_backend.errors import (
     SecretIdError,
     TokenEndpointError,
 )
+from kong_secrets_backend.flows import is_static
 
 EXIT_OK = 0
 EXIT_MISCONFIGURED = 1
@@ -360,10 +361,8 @@ def _token_info(token: Any, mints: int, runtime: Any) -> TokenInfo:
         claims["kid"] = token.kid
     expires_at = getattr(token, "expires_at", None)
     finite = isinstance(expires_at, (int, float)) and math.isfinite(expires_at)
-    if getattr(token, "flow", "") == "key_auth" or not finite:
-        obtained = "static"
-    else:
-        obtained = "minted" if mints > 0 else "cache"
+    static = is_static(getattr(token, "flow", "")) or not finite
+    obtained = "static" if static else "minted" if mints > 0 else "cache"
     info = TokenInfo(
         claims=claims,
         expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)) if finite else None,
