@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kong_secrets_backend.errors import SecretFormatError
 from kong_secrets_backend.flows import FlowKind
@@ -19,6 +19,7 @@ from kong_secrets_backend.flows.fields import Fields
 from kong_secrets_backend.tokens import Token
 
 if TYPE_CHECKING:
+    from kong_secrets_backend.flows import TokenFlow
     from kong_secrets_backend.settings import Settings
     from kong_secrets_backend.sources import SecretSource
     from kong_secrets_backend.transport.deadline import Deadline
@@ -76,8 +77,9 @@ class KeyAuthFlow:
         return Token(value=self.credential.key, issued_at=now, expires_at=now + STATIC_LIFETIME, flow=self.name)
 
 
-def build(credential: KeyAuth, *, http: HttpTransport, settings: Settings, source: SecretSource) -> KeyAuthFlow:
-    return KeyAuthFlow(credential)
+def build(credential: KeyAuth, *, http: HttpTransport, settings: Settings, source: SecretSource) -> TokenFlow:
+    # A static flow has no cache_secret: it never reaches a token cache (the resolver checks ``static`` first).
+    return cast("TokenFlow", KeyAuthFlow(credential))
 
 
 # A key_auth key is a secret (a kong_jwt key is the credential's public identifier: it is in the token).

@@ -93,6 +93,10 @@ class VaultIdentityFlow:
     def cache_key(self) -> str:
         return self._cache_key
 
+    def cache_secret(self) -> None:
+        """No secret to seal a shared cache entry with (Vault signs for the login): tokens stay in the process."""
+        return None
+
     def mint(self, deadline: Deadline) -> Token:
         role = self.credential.role
         value = self.signer.sign_identity_token(role, deadline)

@@ -18,3 +18,11 @@ def test_key_auth_is_a_static_flow_whose_token_is_the_key() -> None:
     assert token.value == KEY and token.remaining() > 86400
     assert KEY not in repr(flow) and KEY not in flow.cache_key()
     assert not hasattr(flow, "cache_secret")  # never written to a shared token cache
+
+
+def test_check_reports_a_key_auth_token_as_static_whatever_the_mint_count() -> None:
+    from kong_secrets_backend.cli.check import _token_info
+
+    cred = parse_credential({"flow": "key_auth", "key": KEY}, settings=SETTINGS, version=None)
+    token = build_flow(cred, http=HttpTransport(), settings=SETTINGS, source=NO_SOURCE).mint(Deadline(1))
+    assert _token_info(token, mints=1, runtime=None).obtained == "static"
