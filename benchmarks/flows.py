@@ -49,8 +49,7 @@ def main() -> None:
 
     import kong_secrets_backend.masking as masking
     from devstack.stack import running_stack
-    from kong_secrets_backend.credentials import parse_credential
-    from kong_secrets_backend.flows import build_flow
+    from kong_secrets_backend.flows import build_flow, parse_credential
     from kong_secrets_backend.flows.client_credentials import ClientCredentialsFlow
     from kong_secrets_backend.settings import parse_backend_kwargs
     from kong_secrets_backend.state import runtime_for
@@ -76,15 +75,8 @@ def main() -> None:
         rows = []
         for label, name in flows.items():
             block = stack.kong_auth() if name is None else stack.flow_auth(name)
-            cred = parse_credential(block, allow_insecure_http=False)
-            flow = build_flow(
-                cred,
-                runtime.http,
-                default_ttl=300,
-                source=runtime.source,
-                identity=config.fingerprint,
-                allow_insecure_http=False,
-            )
+            cred = parse_credential(block, settings=config, version=None)
+            flow = build_flow(cred, http=runtime.http, settings=config, source=runtime.source)
             flow.mint(Deadline(10))  # warm: Vault login, discovery, JWKS, connections
             median, p90 = _median_ms(lambda flow=flow: flow.mint(Deadline(10)), args.n)
             rows.append((label, median, p90))
@@ -94,8 +86,10 @@ def main() -> None:
         sign_rows = []
         for label, block in (("RS256 (2048-bit)", pk_rsa), ("ES256", pk)):
             ours = ClientCredentialsFlow(
-                parse_credential(block, allow_insecure_http=False), runtime.http, default_ttl=300
-            )  # type: ignore[arg-type]
+                parse_credential(block, settings=config, version=None),  # type: ignore[arg-type]
+                http=runtime.http,
+                settings=config,
+            )
             mine, _ = _median_ms(lambda ours=ours: ours.client_assertion(stack.idp.token_url), args.n * 5)
             pem = block["private_key"]
             alg = "RS256" if "RS" in label else "ES256"

@@ -17,6 +17,7 @@ from kong_secrets_backend.errors import TokenEndpointError
 from kong_secrets_backend.transport.urls import check_endpoint_url
 
 if TYPE_CHECKING:
+    from kong_secrets_backend.settings import Settings
     from kong_secrets_backend.transport.deadline import Deadline
     from kong_secrets_backend.transport.http import HttpTransport
 
@@ -31,19 +32,20 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + WELL_KNOWN
 
 
-def token_endpoint(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecure_http: bool) -> str:
+def token_endpoint(issuer: str, http: HttpTransport, deadline: Deadline, *, settings: Settings) -> str:
     """The issuer's token endpoint, from its (cached) discovery document."""
-    meta = document(issuer, http, deadline, allow_insecure_http=allow_insecure_http)
+    meta = document(issuer, http, deadline, settings=settings)
     return str(meta["token_endpoint"])
 
 
-def document(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecure_http: bool) -> dict[str, Any]:
-    key = (issuer, allow_insecure_http)
+def document(issuer: str, http: HttpTransport, deadline: Deadline, *, settings: Settings) -> dict[str, Any]:
+    """The issuer's discovery document, cached per issuer and endpoint policy (``settings.allow_insecure_http``)."""
+    key = (issuer, settings.allow_insecure_http)
     with _LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    meta = _fetch(issuer, http, deadline, allow_insecure_http=allow_insecure_http)
+    meta = _fetch(issuer, http, deadline, settings=settings)
     with _LOCK:
         _CACHE[key] = meta
     return meta
@@ -56,7 +58,7 @@ def forget(issuer: str | None = None) -> None:
             _CACHE.pop(key, None)
 
 
-def _fetch(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecure_http: bool) -> dict[str, Any]:
+def _fetch(issuer: str, http: HttpTransport, deadline: Deadline, *, settings: Settings) -> dict[str, Any]:
     url = discovery_url(issuer)
     what = "OpenID discovery endpoint"
     resp = http.get(url, deadline=deadline, what=what)
@@ -85,5 +87,5 @@ def _fetch(issuer: str, http: HttpTransport, deadline: Deadline, *, allow_insecu
     endpoint = meta.get("token_endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise TokenEndpointError(f"discovery document at {url} has no token_endpoint", reason="idp_discovery")
-    check_endpoint_url(endpoint, field_name="issuer's token_endpoint", allow_insecure_http=allow_insecure_http)
+    check_endpoint_url(endpoint, field_name="issuer's token_endpoint", settings=settings)
     return meta

@@ -1,7 +1,7 @@
 """Compact JWS (RFC 7515) for the JWTs the backend signs or checks itself, on ``cryptography`` only.
 
 Signing: client assertions (RFC 7523) and Kong jwt-plugin tokens, with a key imported once
-(:class:`~kong_secrets_backend.credentials.keys.SigningKey`). Verification: Vault identity tokens
+(:class:`~kong_secrets_backend.flows.keys.SigningKey`). Verification: Vault identity tokens
 against Vault's JWKS (RS*/PS*/ES* public JWKs).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.credentials.keys import SigningKey
+    from kong_secrets_backend.flows.keys import SigningKey
 
 _SIZES = {"P-256": 32, "P-384": 48, "P-521": 66}
 _ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}

@@ -1,27 +1,65 @@
-"""Vault identity tokens: Vault signs an OIDC token for the backend's own identity (``identity/oidc/token/<role>``).
+"""``flow: vault_identity``: Vault signs an OIDC token for the backend's own identity (``identity/oidc/token/<role>``).
 
-No client secret exists anywhere: the backend's Vault login is the credential. The token is checked
+No client secret exists anywhere: the backend's Vault login is the credential, so the flow needs source
+``vault``. The credential (:class:`VaultIdentity`) is the role. :class:`VaultIdentityFlow` checks the token
 against Vault's JWKS (cached with a TTL, fetched again once when a key id is unknown, as after a key
-rotation) and its expiry is read from its ``exp`` claim.
+rotation) and reads its expiry from its ``exp`` claim. The cache identity is the role and version plus a
+digest of the backend settings (who logged in to Vault).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cachetools import TTLCache
 
-from kong_secrets_backend.errors import SourceError
-from kong_secrets_backend.flows import jws
+from kong_secrets_backend.errors import SecretFormatError, SourceError
+from kong_secrets_backend.flows import FlowKind, jws
+from kong_secrets_backend.flows.fields import DEFAULT_HEADER, Fields
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.tokens import Token, claims_summary
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.credentials import VaultIdentity
+    from kong_secrets_backend.settings import Settings
+    from kong_secrets_backend.sources import SecretSource
     from kong_secrets_backend.transport.deadline import Deadline
+    from kong_secrets_backend.transport.http import HttpTransport
+
+NAME = "vault_identity"
+_ROLE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+@dataclass(frozen=True)
+class VaultIdentity:
+    role: str  # identity/oidc/token/<role>
+    header_name: str = DEFAULT_HEADER
+    version: str | None = None
+
+    flow = NAME
+    header_scheme = "Bearer"
+
+    def secret_values(self) -> tuple[str, ...]:
+        return ()
+
+    def cache_key(self) -> str:
+        # The token also depends on who logged in to Vault: the flow adds the backend settings' fingerprint.
+        return "vi:" + hashlib.sha256(f"{self.role}\0{self.version}".encode()).hexdigest()
+
+
+def parse(block: Mapping[str, Any], *, settings: Settings, version: str | None) -> VaultIdentity:
+    """The credential of a vault_identity block: the role (``FLOW.source`` is checked by parse_credential)."""
+    f = Fields(block, allowed=frozenset({"role"}), flow=NAME)
+    role = f.required_str("role")
+    if not _ROLE.fullmatch(role):
+        raise SecretFormatError("kong_auth.role must be a Vault identity OIDC role name (letters, digits, _ . -)")
+    return VaultIdentity(role=role, header_name=f.header_name(), version=version)
+
 
 JWKS_TTL = 300.0
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
@@ -39,7 +77,7 @@ class IdentityTokenSigner(Protocol):
 
 
 class VaultIdentityFlow:
-    name = "vault_identity"
+    name = NAME
     static = False
 
     def __init__(self, credential: VaultIdentity, signer: IdentityTokenSigner, *, identity: str) -> None:
@@ -54,6 +92,10 @@ class VaultIdentityFlow:
 
     def cache_key(self) -> str:
         return self._cache_key
+
+    def cache_secret(self) -> None:
+        """No secret to seal a shared cache entry with (Vault signs for the login): tokens stay in the process."""
+        return None
 
     def mint(self, deadline: Deadline) -> Token:
         role = self.credential.role
@@ -100,3 +142,15 @@ class VaultIdentityFlow:
 def forget_jwks() -> None:
     with _JWKS_LOCK:
         _JWKS.clear()
+
+
+def build(
+    credential: VaultIdentity, *, http: HttpTransport, settings: Settings, source: SecretSource
+) -> VaultIdentityFlow:
+    """Vault signs for the identity the backend logged in with: the settings' fingerprint names it."""
+    if not callable(getattr(source, "sign_identity_token", None)):
+        raise SecretFormatError(f"kong_auth.flow {NAME!r} needs source {FLOW.source!r}")
+    return VaultIdentityFlow(credential, cast("IdentityTokenSigner", source), identity=settings.fingerprint)
+
+
+FLOW = FlowKind(name=NAME, parse=parse, build=build, static=VaultIdentityFlow.static, source="vault")

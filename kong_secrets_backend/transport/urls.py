@@ -1,11 +1,16 @@
-"""Which URLs a credential may be sent to."""
+"""The endpoint policy: which URLs a credential may be sent to (https; http only on loopback, or when the
+backend setting ``allow_insecure_http`` says so)."""
 
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from kong_secrets_backend.errors import SecretFormatError
+
+if TYPE_CHECKING:
+    from kong_secrets_backend.settings import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -17,7 +22,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_endpoint_url(url: object, *, field_name: str, allow_insecure_http: bool) -> str:
+def check_endpoint_url(url: object, *, field_name: str, settings: Settings) -> str:
     """Return url if a credential may be posted to it: https (http only on loopback or when allowed), no userinfo."""
     if not isinstance(url, str) or not url:
         raise SecretFormatError(f"kong_auth.{field_name} must be a non-empty URL string")
@@ -28,7 +33,7 @@ def check_endpoint_url(url: object, *, field_name: str, allow_insecure_http: boo
         raise SecretFormatError(
             f"kong_auth.{field_name} must not carry user:password@ (put credentials in their fields)"
         )
-    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not settings.allow_insecure_http and not is_loopback(parts.hostname):
         raise SecretFormatError(
             f"kong_auth.{field_name} uses http:// on a non-loopback host; use https, or set the backend "
             "kwarg allow_insecure_http to true"

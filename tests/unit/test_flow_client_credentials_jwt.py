@@ -19,12 +19,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kong_secrets_backend.credentials import parse_credential
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, SecretFormatError, TokenEndpointError
-from kong_secrets_backend.flows import discovery
+from kong_secrets_backend.flows import discovery, parse_credential
 from kong_secrets_backend.flows.client_credentials import ASSERTION_TYPE, ClientCredentialsFlow
 from kong_secrets_backend.transport.deadline import Deadline
 from kong_secrets_backend.transport.http import HttpTransport
+from tests.backend_settings import NO_SOURCE, SETTINGS
 from tests.faulty_idp import _Handler, faulty_idp
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -46,8 +46,8 @@ def idp_url() -> Iterator[str]:
 
 def flow(**block: Any) -> ClientCredentialsFlow:
     block.setdefault("client_id", "airflow-orders")
-    cred = parse_credential(block, allow_insecure_http=False)
-    return ClientCredentialsFlow(cred, HttpTransport(), default_ttl=300)  # type: ignore[arg-type]
+    cred = parse_credential(block, settings=SETTINGS, version=None)
+    return ClientCredentialsFlow(cred, http=HttpTransport(), settings=SETTINGS)  # type: ignore[arg-type]
 
 
 def last_form() -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -240,10 +240,9 @@ def test_without_expires_in_or_a_jwt_the_configured_default_ttl_applies(idp_url:
     from kong_secrets_backend.settings import parse_backend_kwargs
 
     config = parse_backend_kwargs({"url": "http://127.0.0.1:9", "token": "t-value", "default_token_ttl": 120})
-    cred = parse_credential(
-        {"token_url": f"{idp_url}/no_expiry", "client_id": "c", "client_secret": "s-value"}, allow_insecure_http=False
-    )
-    token = build_flow(cred, HttpTransport(), default_ttl=config.default_token_ttl).mint(Deadline(5))
+    block = {"token_url": f"{idp_url}/no_expiry", "client_id": "c", "client_secret": "s-value"}
+    cred = parse_credential(block, settings=config, version=None)
+    token = build_flow(cred, http=HttpTransport(), settings=config, source=NO_SOURCE).mint(Deadline(5))
     assert 119 <= token.remaining() <= 120
     with pytest.raises(ConfigError, match="default_token_ttl must be between 1 and 86400"):
         parse_backend_kwargs({"url": "http://127.0.0.1:9", "token": "t-value", "default_token_ttl": 0})

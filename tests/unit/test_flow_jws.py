@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from kong_secrets_backend.credentials.keys import hmac_key, private_key
 from kong_secrets_backend.flows import jws
+from kong_secrets_backend.flows.keys import hmac_key, private_key
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEYS = {

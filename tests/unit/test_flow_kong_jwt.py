@@ -10,18 +10,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kong_secrets_backend.credentials import parse_credential
-from kong_secrets_backend.flows import build_flow
+from kong_secrets_backend.flows import build_flow, parse_credential
 from kong_secrets_backend.flows.kong_jwt import KongJwtFlow
 from kong_secrets_backend.transport.deadline import Deadline
 from kong_secrets_backend.transport.http import HttpTransport
+from tests.backend_settings import NO_SOURCE, SETTINGS
 
 SECRET = "kong-consumer-jwt-secret-0123456789abcdef-padded-to-sixty-four-bytes-for-hs512"
 
 
 def kong_flow(**block: Any) -> KongJwtFlow:
-    cred = parse_credential({"flow": "kong_jwt", "key": "airflow-key", **block}, allow_insecure_http=False)
-    flow = build_flow(cred, HttpTransport(), default_ttl=300)
+    cred = parse_credential({"flow": "kong_jwt", "key": "airflow-key", **block}, settings=SETTINGS, version=None)
+    flow = build_flow(cred, http=HttpTransport(), settings=SETTINGS, source=NO_SOURCE)
     assert isinstance(flow, KongJwtFlow)
     return flow
 

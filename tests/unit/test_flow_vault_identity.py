@@ -11,11 +11,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from kong_secrets_backend.credentials import parse_credential
 from kong_secrets_backend.errors import SecretFormatError, SourceError
-from kong_secrets_backend.flows import build_flow, vault_identity
+from kong_secrets_backend.flows import build_flow, parse_credential, vault_identity
 from kong_secrets_backend.transport.deadline import Deadline
 from kong_secrets_backend.transport.http import HttpTransport
+from tests.backend_settings import NO_SOURCE, SETTINGS, backend_settings
 
 
 class Signer:
@@ -49,9 +49,11 @@ def _no_cached_jwks() -> None:
     vault_identity.forget_jwks()
 
 
-def identity_flow(signer: Any, identity: str = "settings-a") -> Any:
-    cred = parse_credential({"flow": "vault_identity", "role": "kong-orders"}, allow_insecure_http=False)
-    return build_flow(cred, HttpTransport(), default_ttl=300, source=signer, identity=identity)
+def identity_flow(signer: Any, vault_token: str = "settings-a") -> Any:
+    """The flow for backend settings that log in to Vault with vault_token (who logged in is the identity)."""
+    settings = backend_settings(token=vault_token)
+    cred = parse_credential({"flow": "vault_identity", "role": "kong-orders"}, settings=settings, version=None)
+    return build_flow(cred, http=HttpTransport(), settings=settings, source=signer)
 
 
 def test_the_token_is_verified_and_its_expiry_read_from_exp() -> None:
@@ -95,6 +97,6 @@ def test_the_cache_key_depends_on_who_logged_in_to_vault() -> None:
 
 
 def test_a_source_that_cannot_sign_is_refused() -> None:
-    cred = parse_credential({"flow": "vault_identity", "role": "kong-orders"}, allow_insecure_http=False)
+    cred = parse_credential({"flow": "vault_identity", "role": "kong-orders"}, settings=SETTINGS, version=None)
     with pytest.raises(SecretFormatError, match="needs source 'vault'"):
-        build_flow(cred, HttpTransport(), default_ttl=300, source=object())
+        build_flow(cred, http=HttpTransport(), settings=SETTINGS, source=NO_SOURCE)

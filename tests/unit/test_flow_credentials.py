@@ -8,14 +8,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from kong_secrets_backend.credentials import (
-    ClientCredentials,
-    KeyAuth,
-    KongJwt,
-    VaultIdentity,
-    parse_credential,
-)
 from kong_secrets_backend.errors import SecretFormatError
+from kong_secrets_backend.flows import parse_credential
+from kong_secrets_backend.flows.client_credentials import ClientCredentials
+from kong_secrets_backend.flows.key_auth import KeyAuth
+from kong_secrets_backend.flows.kong_jwt import KongJwt
+from kong_secrets_backend.flows.vault_identity import VaultIdentity
+from tests.backend_settings import SETTINGS, backend_settings
 
 
 def pem(key: Any, *, password: bytes | None = None, fmt: str = "pkcs8") -> str:
@@ -41,8 +40,9 @@ PKJWT = {
 KONG_HS = {"flow": "kong_jwt", "key": "airflow-key", "secret": "kong-jwt-shared-secret-value"}
 
 
-def parse(block: dict[str, Any], **kw: Any) -> Any:
-    return parse_credential(block, allow_insecure_http=False, **kw)
+def parse(block: dict[str, Any], *, version: str | None = None, source: str = "vault") -> Any:
+    settings = SETTINGS if source == "vault" else backend_settings(source=source)
+    return parse_credential(block, settings=settings, version=version)
 
 
 def refused(block: dict[str, Any], message: str, **kw: Any) -> SecretFormatError:

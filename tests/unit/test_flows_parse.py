@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from kong_secrets_backend.credentials import load_kong_auth, parse_credential
+from kong_secrets_backend.connection import load_kong_auth
 from kong_secrets_backend.errors import SecretFormatError
+from kong_secrets_backend.flows import parse_credential
+from tests.backend_settings import SETTINGS, backend_settings
 
 BLOCK = {
     "token_url": "https://idp.example.com/oauth2/token",
@@ -17,7 +19,7 @@ BLOCK = {
 
 
 def test_client_credentials_defaults() -> None:
-    cred = parse_credential(BLOCK, allow_insecure_http=False)
+    cred = parse_credential(BLOCK, settings=SETTINGS, version=None)
     assert cred.flow == "client_credentials"
     assert cred.client_auth_method == "client_secret_basic"
     assert cred.header_name == "Authorization"
@@ -29,18 +31,18 @@ def test_kong_auth_may_be_a_json_string() -> None:
 
 
 def test_scope_list_is_joined() -> None:
-    cred = parse_credential({**BLOCK, "scope": ["a", "b"]}, allow_insecure_http=False)
+    cred = parse_credential({**BLOCK, "scope": ["a", "b"]}, settings=SETTINGS, version=None)
     assert cred.scope == "a b"
 
 
 def test_cache_key_changes_with_secret_version_scope_and_audience() -> None:
-    base = parse_credential(BLOCK, allow_insecure_http=False, version="1").cache_key()
-    assert base == parse_credential(BLOCK, allow_insecure_http=False, version="1").cache_key()
+    base = parse_credential(BLOCK, settings=SETTINGS, version="1").cache_key()
+    assert base == parse_credential(BLOCK, settings=SETTINGS, version="1").cache_key()
     variants = [
-        parse_credential({**BLOCK, "client_secret": "other-secret"}, allow_insecure_http=False, version="1"),
-        parse_credential(BLOCK, allow_insecure_http=False, version="2"),
-        parse_credential({**BLOCK, "scope": "orders:write"}, allow_insecure_http=False, version="1"),
-        parse_credential({**BLOCK, "audience": "https://other"}, allow_insecure_http=False, version="1"),
+        parse_credential({**BLOCK, "client_secret": "other-secret"}, settings=SETTINGS, version="1"),
+        parse_credential(BLOCK, settings=SETTINGS, version="2"),
+        parse_credential({**BLOCK, "scope": "orders:write"}, settings=SETTINGS, version="1"),
+        parse_credential({**BLOCK, "audience": "https://other"}, settings=SETTINGS, version="1"),
     ]
     assert len({base, *(v.cache_key() for v in variants)}) == 5
     assert "client-secret-123" not in base
@@ -65,15 +67,19 @@ def test_cache_key_changes_with_secret_version_scope_and_audience() -> None:
 )
 def test_bad_blocks_are_refused_by_field(change: dict[str, object], message: str) -> None:
     with pytest.raises(SecretFormatError, match=message) as info:
-        parse_credential({**BLOCK, **change}, allow_insecure_http=False)
+        parse_credential({**BLOCK, **change}, settings=SETTINGS, version=None)
     assert "client-secret-123" not in str(info.value)
 
 
 def test_http_is_allowed_on_loopback_or_when_configured() -> None:
-    parse_credential({**BLOCK, "token_url": "http://127.0.0.1:9000/token"}, allow_insecure_http=False)
-    parse_credential({**BLOCK, "token_url": "http://localhost/token"}, allow_insecure_http=False)
-    parse_credential({**BLOCK, "token_url": "http://[::1]:9000/token"}, allow_insecure_http=False)
-    parse_credential({**BLOCK, "token_url": "http://idp.internal/token"}, allow_insecure_http=True)
+    parse_credential({**BLOCK, "token_url": "http://127.0.0.1:9000/token"}, settings=SETTINGS, version=None)
+    parse_credential({**BLOCK, "token_url": "http://localhost/token"}, settings=SETTINGS, version=None)
+    parse_credential({**BLOCK, "token_url": "http://[::1]:9000/token"}, settings=SETTINGS, version=None)
+    parse_credential(
+        {**BLOCK, "token_url": "http://idp.internal/token"},
+        settings=backend_settings(allow_insecure_http=True),
+        version=None,
+    )
 
 
 @pytest.mark.parametrize("raw", ["not json", "[1, 2]", 42, None])

@@ -10,6 +10,9 @@ from kong_secrets_backend.errors import SecretFormatError
 
 DEFAULT_HEADER = "Authorization"
 COMMON_FIELDS = frozenset({"flow", "header_name", "credentials_path"})
+# Secret in every flow that accepts them: masked before a block is parsed, whatever its flow (a flow declares
+# any other secret field of its own in its FlowKind; key_auth's key, say, where kong_jwt's key is public).
+SECRET_FIELDS = ("client_secret", "secret", "private_key")
 _HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 RESERVED_TOKEN_PARAMS = frozenset(
     {"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type"}

@@ -9,11 +9,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from kong_secrets_backend.credentials import parse_credential
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, TokenEndpointError
+from kong_secrets_backend.flows import parse_credential
 from kong_secrets_backend.flows.client_credentials import ClientCredentialsFlow
 from kong_secrets_backend.transport.deadline import Deadline
 from kong_secrets_backend.transport.http import HttpTransport
+from tests.backend_settings import SETTINGS
 from tests.faulty_idp import _Handler, faulty_idp
 
 SECRET = "flow-client-secret-value"
@@ -27,7 +28,8 @@ def idp_url() -> Iterator[str]:
 
 def _flow(url: str, **extra: object) -> ClientCredentialsFlow:
     block = {"token_url": url, "client_id": "cid", "client_secret": SECRET, **extra}
-    return ClientCredentialsFlow(parse_credential(block, allow_insecure_http=False), HttpTransport(), default_ttl=300)
+    cred = parse_credential(block, settings=SETTINGS, version=None)
+    return ClientCredentialsFlow(cred, http=HttpTransport(), settings=SETTINGS)  # type: ignore[arg-type]
 
 
 def test_basic_auth_sends_the_secret_in_the_header_and_the_params_in_the_body(idp_url: str) -> None:
