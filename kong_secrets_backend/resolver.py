@@ -157,7 +157,7 @@ class Resolver:
         key = ("credentials", path)
         cached = None if fresh else self.runtime.records.get(key)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached  # type: ignore[no-any-return,unused-ignore]
         record = self.runtime.source.read_path(path, deadline)
         if record is None:
             raise SourceError(f"kong_auth.credentials_path {path} holds no secret", reason="credentials_missing")

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -203,6 +203,13 @@ def reference_parts() -> dict[str, str]:
     }
 
 
+def _between_markers(body: str) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        return match.group(1) + body + match.group(2)
+
+    return replace
+
+
 def reference_markdown(text: str) -> str:
     """``text`` (the configuration reference) with every generated part rendered from the declarations.
 
@@ -213,7 +220,7 @@ def reference_markdown(text: str) -> str:
         pattern = re.compile(
             rf"(<!-- generated:{re.escape(name)}:begin -->\n).*?(<!-- generated:{re.escape(name)}:end -->)", re.S
         )
-        text, count = pattern.subn(lambda m, body=body: m.group(1) + body + m.group(2), text)
+        text, count = pattern.subn(_between_markers(body), text)
         if count != 1:
             raise ValueError(f"the reference needs exactly one generated:{name} begin/end marker pair")
     return text

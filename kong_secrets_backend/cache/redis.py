@@ -79,7 +79,7 @@ class RedisTokenCache:
             self._failed(exc)
             return None
         self._succeeded()
-        token = sealing.unseal(blob, key=key, secret=secret)
+        token = sealing.unseal(blob if isinstance(blob, bytes) else None, key=key, secret=secret)
         if blob is not None and token is None:
             log.debug("kong-secrets-backend: ignoring a Redis token entry not sealed for this credential")
         return None if token is None or token.expired() else token

@@ -8,12 +8,10 @@ token endpoint it names must pass the same https rule as a configured ``token_ur
 from __future__ import annotations
 
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 
-from cachetools import TTLCache
-
 from kong_secrets_backend.errors import TokenEndpointError
+from kong_secrets_backend.state import PROCESS
 from kong_secrets_backend.transport.urls import check_endpoint_url
 
 if TYPE_CHECKING:
@@ -21,11 +19,7 @@ if TYPE_CHECKING:
     from kong_secrets_backend.transport.deadline import Deadline
     from kong_secrets_backend.transport.http import HttpTransport
 
-DISCOVERY_TTL = 900.0  # seconds a discovery document is reused
 WELL_KNOWN = "/.well-known/openid-configuration"
-
-_CACHE: TTLCache[tuple[str, bool], dict[str, Any]] = TTLCache(maxsize=128, ttl=DISCOVERY_TTL)
-_LOCK = threading.Lock()
 
 
 def discovery_url(issuer: str) -> str:
@@ -41,21 +35,19 @@ def token_endpoint(issuer: str, http: HttpTransport, deadline: Deadline, *, sett
 def document(issuer: str, http: HttpTransport, deadline: Deadline, *, settings: Settings) -> dict[str, Any]:
     """The issuer's discovery document, cached per issuer and endpoint policy (``settings.allow_insecure_http``)."""
     key = (issuer, settings.allow_insecure_http)
-    with _LOCK:
-        cached = _CACHE.get(key)
+    cached = PROCESS.discovery.get(key)
     if cached is not None:
         return cached
     meta = _fetch(issuer, http, deadline, settings=settings)
-    with _LOCK:
-        _CACHE[key] = meta
+    PROCESS.discovery[key] = meta
     return meta
 
 
 def forget(issuer: str | None = None) -> None:
     """Drop cached documents (one issuer's, or all): tests, and a token endpoint that stopped answering."""
-    with _LOCK:
-        for key in [k for k in _CACHE if issuer is None or k[0] == issuer]:
-            _CACHE.pop(key, None)
+    for key in PROCESS.discovery:
+        if issuer is None or key[0] == issuer:
+            PROCESS.discovery.pop(key)
 
 
 def _fetch(issuer: str, http: HttpTransport, deadline: Deadline, *, settings: Settings) -> dict[str, Any]:

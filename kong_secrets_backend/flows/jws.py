@@ -98,10 +98,11 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> Any:
         if kty == "RSA":
             return rsa.RSAPublicNumbers(integer("e"), integer("n")).public_key()
         if kty == "EC":
-            curve = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}.get(str(jwk.get("crv")))
+            curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+            curve = curves.get(str(jwk.get("crv")))
             if curve is None:
                 raise JwsError(f"JWK curve {str(jwk.get('crv'))[:20]!r} is not supported")
-            return ec.EllipticCurvePublicNumbers(integer("x"), integer("y"), curve()).public_key()
+            return ec.EllipticCurvePublicNumbers(integer("x"), integer("y"), curve).public_key()
     except JwsError:
         raise
     except (ValueError, binascii.Error) as exc:  # a point off the curve, a bad modulus, bad base64
@@ -116,7 +117,7 @@ def _check(alg: str, jwk: Mapping[str, Any], signing_input: bytes, signature: by
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
     key = public_key_from_jwk(jwk)
-    digest = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}[alg[2:]]()
+    digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[alg[2:]]
     try:
         if alg.startswith(("RS", "PS")):
             if not isinstance(key, rsa.RSAPublicKey):

@@ -40,7 +40,7 @@ class SigningKey:
         alg = self.alg
         if alg in HMAC_ALGS:
             return hmac.new(self.key, signing_input, HMAC_ALGS[alg]).digest()
-        digest = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}[alg[2:]]()
+        digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[alg[2:]]
         if alg.startswith("RS"):
             return self.key.sign(signing_input, padding.PKCS1v15(), digest)
         if alg.startswith("PS"):

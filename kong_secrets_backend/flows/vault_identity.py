@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from cachetools import TTLCache
-
 from kong_secrets_backend.errors import SecretFormatError, SourceError
 from kong_secrets_backend.flows import FlowKind, jws
 from kong_secrets_backend.flows.fields import DEFAULT_HEADER, Fields
 from kong_secrets_backend.masking import mask
+from kong_secrets_backend.state import PROCESS
 from kong_secrets_backend.tokens import Token, claims_summary
 
 if TYPE_CHECKING:
@@ -61,11 +59,7 @@ def parse(block: Mapping[str, Any], *, settings: Settings, version: str | None) 
     return VaultIdentity(role=role, header_name=f.header_name(), version=version)
 
 
-JWKS_TTL = 300.0
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
-
-_JWKS: TTLCache[str, dict[str, Any]] = TTLCache(maxsize=32, ttl=JWKS_TTL)
-_JWKS_LOCK = threading.Lock()
 
 
 class IdentityTokenSigner(Protocol):
@@ -128,20 +122,16 @@ class VaultIdentityFlow:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _jwks(self, deadline: Deadline, *, refresh: bool) -> dict[str, Any]:
-        if not refresh:
-            with _JWKS_LOCK:
-                cached = _JWKS.get(self.identity)
-            if cached is not None:
-                return cached
+        cached = None if refresh else PROCESS.jwks.get(self.identity)
+        if cached is not None:
+            return cached
         jwks = self.signer.identity_jwks(deadline)
-        with _JWKS_LOCK:
-            _JWKS[self.identity] = jwks
+        PROCESS.jwks[self.identity] = jwks
         return jwks
 
 
 def forget_jwks() -> None:
-    with _JWKS_LOCK:
-        _JWKS.clear()
+    PROCESS.jwks.clear()
 
 
 def build(

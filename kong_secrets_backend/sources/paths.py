@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import unquote
 
 from kong_secrets_backend.errors import SecretIdError
@@ -13,16 +14,15 @@ _MAX_LENGTH = 512
 
 def validate_secret_id(secret_id: str, *, kind: str = "conn_id") -> str:
     """Return secret_id unchanged if it is safe to join under a base path, else raise SecretIdError."""
-    if secret_id in _valid:  # hot path: ids already checked by this process
-        return secret_id
-    _check(secret_id, kind)
-    if len(_valid) < _MAX_REMEMBERED:
-        _valid.add(secret_id)
+    if not isinstance(secret_id, str):
+        _check(secret_id, kind)  # raises
+    _checked(secret_id, kind)  # hot path: ids already checked by this process are remembered (bounded)
     return secret_id
 
 
-_valid: set[str] = set()
-_MAX_REMEMBERED = 10_000
+@lru_cache(maxsize=16_384)  # only ids that passed are cached (a refusal raises)
+def _checked(secret_id: str, kind: str) -> None:
+    _check(secret_id, kind)
 
 
 def _check(secret_id: str, kind: str) -> None:

@@ -34,15 +34,14 @@ def with_retries(call: Callable[[], T], deadline: Deadline, *, what: str) -> T:
         RetryCallState,
         Retrying,
         retry_if_exception,
-        stop_after_attempt,
         wait_exponential,
         wait_random,
     )
 
     wait = wait_exponential(multiplier=0.1, max=1.0) + wait_random(0, 0.1)  # 0.1-0.2 s, 0.2-0.3 s, ...
 
-    def out_of_time(state: RetryCallState) -> bool:
-        return deadline.remaining() <= wait(state) + 0.05
+    def stop(state: RetryCallState) -> bool:  # out of attempts, or the next wait would leave no time
+        return state.attempt_number >= MAX_ATTEMPTS or deadline.remaining() <= wait(state) + 0.05
 
     def note(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -50,9 +49,9 @@ def with_retries(call: Callable[[], T], deadline: Deadline, *, what: str) -> T:
 
     retrying: Any = Retrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(MAX_ATTEMPTS) | out_of_time,
+        stop=stop,
         wait=wait,
         before_sleep=note,
         reraise=True,
     )
-    return retrying(call)  # type: ignore[no-any-return]
+    return retrying(call)  # type: ignore[no-any-return,unused-ignore]

@@ -24,6 +24,7 @@ from devstack.stack import ORDERS_SCOPE, Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.airflow_bridge.compat import set_connection_class
 from kong_secrets_backend.flows import vault_identity
+from kong_secrets_backend.state import PROCESS
 from tests.leak_scan import LEAKS
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state")
@@ -116,7 +117,8 @@ def _rotate(stack: Stack, key: str) -> None:
 
 
 def _cached_kids() -> set[str]:
-    return {k["kid"] for jwks in vault_identity._JWKS.values() for k in jwks.get("keys", [])}
+    documents = [PROCESS.jwks.get(identity) or {} for identity in PROCESS.jwks]
+    return {k["kid"] for jwks in documents for k in jwks.get("keys", [])}
 
 
 def test_tokens_keep_verifying_across_a_vault_signing_key_rotation(
