@@ -91,7 +91,9 @@ class ProcessState:
                 )
                 runtime = Runtime(
                     settings=settings,
-                    source=build_source(settings),
+                    source=build_source(
+                        settings.source, vault=settings.vault, aws=settings.aws, deadline=settings.deadline
+                    ),
                     broker=broker,
                     keeper=TokenKeeper(broker),
                     http=HttpTransport(),

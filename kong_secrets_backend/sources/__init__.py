@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from kong_secrets_backend.settings import Settings
+    from kong_secrets_backend.sources.aws_settings import AwsSettings
+    from kong_secrets_backend.sources.vault_settings import VaultSettings
     from kong_secrets_backend.transport.deadline import Deadline
 
 SecretKind = Literal["connections", "variables", "config"]
@@ -49,15 +50,16 @@ class SecretSource(Protocol):
     # a rotation staged but has not made current yet, tried once when the IdP refuses the current credential.
 
 
-def build_source(config: Settings) -> SecretSource:
-    if config.source == "vault":
+def build_source(
+    source: str, *, vault: VaultSettings | None, aws: AwsSettings | None, deadline: float
+) -> SecretSource:
+    """The source client for the settings of ``source`` (the other one's are None); no I/O here."""
+    if source == "vault" and vault is not None:
         from kong_secrets_backend.sources.vault import VaultSource
 
-        assert config.vault is not None
-        return VaultSource(config.vault)
-    if config.source == "aws":
+        return VaultSource(vault)
+    if source == "aws" and aws is not None:
         from kong_secrets_backend.sources.aws import AwsSource
 
-        assert config.aws is not None
-        return AwsSource(config.aws, deadline=config.deadline)
-    raise ValueError(f"unknown source {config.source!r}")  # parse_backend_kwargs refuses it first
+        return AwsSource(aws, deadline=deadline)
+    raise ValueError(f"no settings for source {source!r}")  # parse_backend_kwargs refuses it first
