@@ -13,6 +13,11 @@ and returns a `Gateway`. Each route is a prefix of the request path plus an auth
   checked, and ``maximum_expiration`` when set;
 * `KeyAuthRoute` behaves like Kong's ``key-auth`` plugin: a map of API keys to consumers, read from ``apikey``.
 
+Any route may also carry a `Redirect`, like Kong's ``redirect`` plugin: once the caller is authenticated (and not
+rate-limited), the route answers ``status_code`` with ``Location: <location>`` (plus the incoming path and query
+with ``keep_incoming_path``) instead of going upstream. The test suite points it at another origin to prove that
+a credential never follows a redirect there (tests/attacks/test_redirects.py).
+
 Responses of a `JwtRoute`, in Kong's style (JSON ``{"message": ...}`` bodies):
 
 * no route matches the path -> 404 ``no Route matched with those values``;
@@ -87,9 +92,22 @@ _SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")
 # Values that end up inside HAProxy sample expressions or map files: keep them to plain token characters.
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9._~+/=:-]{1,256}")
 _CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# A redirect location: an absolute http(s) URL of plain characters (no `%`: HAProxy would expand it as log-format).
+_LOCATION = re.compile(r"https?://[A-Za-z0-9._~:@!$&()*+,;=/?-]+")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
 ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
 HMAC_ALGS = ("HS256", "HS384", "HS512")
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Like Kong's redirect plugin: answer `status_code` with `location` (an absolute URL), to which the incoming
+    path and query are appended when `keep_incoming_path`. It runs after authentication and rate limiting."""
+
+    location: str
+    status_code: int = 301  # Kong's default
+    keep_incoming_path: bool = False  # Kong's default
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,7 @@ class JwtRoute:
     rate_limit: int = 100
     rate_window: int = 10
     algorithm: str = "RS256"
+    redirect: Redirect | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,7 @@ class KongJwtRoute:
     maximum_expiration: int = 0  # seconds; 0 = no maximum (Kong's default)
     rate_limit: int = 100
     rate_window: int = 10
+    redirect: Redirect | None = None
 
 
 @dataclass(frozen=True)
@@ -149,9 +169,10 @@ class KeyAuthRoute:
     hide_credentials: bool = False
     rate_limit: int = 100
     rate_window: int = 10
+    redirect: Redirect | None = None
 
 
-# Every route type has `path_prefix`, `rate_limit` and `rate_window`.
+# Every route type has `path_prefix`, `rate_limit`, `rate_window` and `redirect`.
 Route: TypeAlias = JwtRoute | KongJwtRoute | KeyAuthRoute
 
 
@@ -544,6 +565,20 @@ def _rate_limit_rules(route: Route, rid: str) -> list[str]:
     ]
 
 
+def _redirect_rules(route: Route, rid: str) -> list[str]:
+    """Kong's redirect plugin: after the auth and rate-limiting rules, answer with a redirect instead of proxying."""
+    redirect = route.redirect
+    if redirect is None:
+        return []
+    if not _LOCATION.fullmatch(redirect.location):
+        raise ValueError(f"redirect location must be an absolute http(s) URL of plain characters: {redirect.location}")
+    if redirect.status_code not in REDIRECT_CODES:
+        raise ValueError(f"redirect status_code must be one of {REDIRECT_CODES}")
+    if redirect.keep_incoming_path:  # HAProxy's `prefix` appends the request's path and query
+        return [f"http-request redirect prefix {redirect.location.rstrip('/')} code {redirect.status_code} if {rid}"]
+    return [f"http-request redirect location {redirect.location} code {redirect.status_code} if {rid}"]
+
+
 def render_config(port: int, upstream_port: int, routes: Sequence[Route], keys_dir: Path) -> str:
     """The whole haproxy.cfg for these routes (writes each route's PEM into keys_dir)."""
     seen: set[str] = set()
@@ -581,6 +616,7 @@ def render_config(port: int, upstream_port: int, routes: Sequence[Route], keys_d
         fe += [f"# route {rid}: {type(rt).__name__} {rt.path_prefix}"]
         fe += _auth_rules(rt, rid, keys_dir)
         fe += _rate_limit_rules(rt, rid)
+        fe += _redirect_rules(rt, rid)
         backends += [
             f"backend st_{rid}",
             (

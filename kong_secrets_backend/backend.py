@@ -15,6 +15,7 @@ from kong_secrets_backend.errors import AccessDenied, ConfigError, ErrorCategory
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.resolver import Resolution, Resolver
 from kong_secrets_backend.settings import Settings, parse_backend_kwargs
+from kong_secrets_backend.sources.vault_settings import warn_if_plaintext
 from kong_secrets_backend.state import runtime_for
 
 log = logging.getLogger("kong_secrets_backend")
@@ -42,6 +43,7 @@ class KongSecretsBackend(BaseSecretsBackend):
             log.error("kong-secrets-backend: invalid backend_kwargs: %s", exc)
         if self._config is not None and self._config.vault is not None:
             mask(*self._config.vault.auth.secret_values())
+            warn_if_plaintext(self._config.vault)
 
     def __repr__(self) -> str:
         source = self._config.source if self._config else "misconfigured"

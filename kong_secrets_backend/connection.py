@@ -8,6 +8,17 @@
 - :func:`kong_conn_value` is what Airflow gets back: the secret's own fields, the auth header in the
   extras, nothing of ``kong_auth``; :func:`plain_conn_value` is the official backends' reading.
 
+Two rules keep the credential where it belongs (docs/security.md, "Redirects" and "Plaintext"):
+
+- HttpHook and HttpAsyncHook follow redirects by default, and requests and aiohttp drop only ``Authorization``
+  when a redirect leaves the origin. A Kong connection whose header is anything else (key_auth's ``apikey``, a
+  custom ``header_name``) therefore comes back with ``"allow_redirects": false`` in its extras (a request option
+  for both hooks, not a header), unless the secret's own ``extra`` sets ``allow_redirects``.
+- HttpHook uses ``http://`` when a connection has no ``schema``: a Kong connection without one comes back with
+  ``schema: "https"``, and one whose effective scheme is ``http`` (its ``schema``, or a scheme written into
+  ``host``) to a host that is not loopback is refused by name before any token is minted, unless the backend
+  kwarg ``allow_insecure_http`` is true.
+
 ``allowed_dags`` patterns are shell-style globs (``fnmatch``, case-sensitive) matched against the dag_id
 of the running task. A resolution outside any task, or from a DAG that matches no pattern, is refused;
 the backend turns the refusal into Airflow's ``AirflowSecretsBackendAccessDenied``, the one backend
@@ -22,9 +33,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kong_secrets_backend.errors import AccessDenied, SecretFormatError
 from kong_secrets_backend.flows import parse_credential
+from kong_secrets_backend.transport.urls import is_loopback
 
 if TYPE_CHECKING:
     from kong_secrets_backend.airflow_bridge.task import TaskIdentity
@@ -38,6 +51,8 @@ log = logging.getLogger(__name__)
 MAX_FIELD_CHARS = 64 * 1024  # no kong_auth value (a PEM key included) is legitimately longer
 # Fields of a connection's kong_auth block that are the connection's own, never the credential's.
 CONNECTION_FIELDS = ("allowed_dags", "credentials_path")
+# The one header requests and aiohttp drop on a redirect to another origin (compared case-insensitively).
+REDIRECT_SAFE_HEADER = "authorization"
 
 
 def load_kong_auth(raw: Any) -> dict[str, Any]:
@@ -79,7 +94,7 @@ class KongAuth:
 
 def parse_kong_auth(record: SecretRecord, *, shared: SecretRecord | None, settings: Settings) -> KongAuth:
     """Parse a Kong connection secret (and the shared credential it names, already read). Pure."""
-    check_kong_connection_fields(record.data)
+    check_kong_connection_fields(record.data, allow_insecure_http=settings.allow_insecure_http)
     block = load_kong_auth(record.data["kong_auth"])
     check_field_sizes(block)
     allowed_dags = parse_allowed_dags(block.get("allowed_dags"))
@@ -163,8 +178,9 @@ def plain_conn_value(data: dict[str, Any]) -> str:
     return json.dumps(data)
 
 
-def check_kong_connection_fields(data: dict[str, Any]) -> None:
-    """Refuse, before any token is minted, a Kong connection that could not be returned."""
+def check_kong_connection_fields(data: dict[str, Any], *, allow_insecure_http: bool = False) -> None:
+    """Refuse, before any token is minted, a Kong connection that could not be returned, or that would send its
+    credential in clear to a host that is not loopback."""
     if data.get("conn_uri"):
         raise SecretFormatError("kong_auth cannot be combined with conn_uri; store the connection as JSON fields")
     _extra_dict(data.get("extra"))
@@ -173,6 +189,38 @@ def check_kong_connection_fields(data: dict[str, Any]) -> None:
         (isinstance(port, int) and not isinstance(port, bool)) or (isinstance(port, str) and port.isdigit())
     ):
         raise SecretFormatError("port must be an integer")
+    check_gateway_scheme(data, allow_insecure_http=allow_insecure_http)
+
+
+def gateway_scheme(data: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(scheme, field, hostname) HttpHook will use for this connection: a scheme written into ``host`` wins (the
+    hook then ignores ``schema``), else ``schema``, else ``https`` (what :func:`kong_conn_value` returns)."""
+    host = data.get("host")
+    host = host.strip() if isinstance(host, str) else ""
+    schema = data.get("schema")
+    if "://" in host:
+        scheme, field_name, url = host.split("://", 1)[0], "host", host
+    else:
+        scheme = schema.strip() if isinstance(schema, str) and schema.strip() else "https"
+        field_name, url = "schema", f"{scheme}://{host}"
+    try:
+        hostname = urlsplit(url).hostname or ""
+    except ValueError:
+        hostname = ""
+    return scheme.lower(), field_name, hostname
+
+
+def check_gateway_scheme(data: Mapping[str, Any], *, allow_insecure_http: bool) -> None:
+    """Refuse ``http`` to a host that is not loopback (127.0.0.0/8, ::1, localhost) unless allowed."""
+    scheme, field_name, hostname = gateway_scheme(data)
+    if scheme != "http" or allow_insecure_http or (hostname and is_loopback(hostname)):
+        return
+    where = "schema is http" if field_name == "schema" else "host is an http:// URL"
+    raise SecretFormatError(
+        f"{where}: the credential would cross the network in clear to host {hostname or '(none)'}, which is not"
+        " loopback; use https (a missing schema defaults to https), or set the backend kwarg allow_insecure_http"
+        " to true"
+    )
 
 
 def kong_conn_value(
@@ -186,7 +234,8 @@ def kong_conn_value(
     """JSON for Connection.from_json: the secret's fields minus kong_auth, login/password emptied, header added.
 
     ``extra_headers`` (correlation headers, see trace_headers.py) replace same-named extras, case-insensitively,
-    but never the auth header.
+    but never the auth header. A missing ``schema`` becomes ``https``; an auth header other than
+    ``Authorization`` adds ``"allow_redirects": false`` unless the secret's extra sets ``allow_redirects``.
     """
     if data.get("conn_uri"):
         raise SecretFormatError("kong_auth cannot be combined with conn_uri; store the connection as JSON fields")
@@ -196,7 +245,12 @@ def kong_conn_value(
             # HttpHook switches to Basic auth when login is set, replacing the bearer header.
             log.warning("kong-secrets-backend: conn_id %s: ignoring %s, Kong auth replaces it", conn_id, name)
         out.pop(name, None)
+    if not (isinstance(out.get("schema"), str) and out["schema"].strip()):
+        out["schema"] = "https"  # HttpHook's default is http: a credential must not travel in clear by default
     extra = _extra_dict(out.get("extra"))
+    if header_name.lower() != REDIRECT_SAFE_HEADER and "allow_redirects" not in extra:
+        # requests and aiohttp re-send every header but Authorization to whatever origin a redirect names
+        extra["allow_redirects"] = False
     for existing in [k for k in extra if k.lower() == header_name.lower()]:
         del extra[existing]
     extra[header_name] = header_value

@@ -139,6 +139,8 @@ def render(report: CheckReport) -> str:
         else:
             message = f"  {probe.message!r}" if probe.message else ""
             lines.append(("probe", f"{probe.method} {probe.url} -> {probe.status} {probe.reason or ''}{message}"))
+            if probe.redirected_to:
+                lines.append(("redirected", f"answered by {probe.redirected_to}"))
             if probe.rate_limit:
                 lines.append(("rate limit", "  ".join(f"{k}: {v}" for k, v in probe.rate_limit.items())))
             for name, value in probe.headers.items():

@@ -5,7 +5,9 @@ first, then ``[secrets] backend`` / ``backend_kwargs``, plus Airflow's per-key
 ``AIRFLOW__<SECTION>__<KWARGS>_KWARG__<NAME>`` overrides). The resolution is the backend's own
 ``get_conn_value``; the report holds the source path and version, the flow, the token's claims (sub, aud,
 scope, exp, kid) and the cache state, never the token or a credential. ``probe`` sends one request with the
-returned connection and keeps only the status and the gateway's rate-limit and diagnostic headers.
+returned connection and keeps only the status and the gateway's rate-limit and diagnostic headers. It follows
+redirects as the task would (the connection's ``allow_redirects``, default true, and ``max_redirects``), but never
+sends the credential's header to another origin.
 
 Exit codes: 0 a token was obtained (and the probe, if any, was not refused); 1 misconfigured (settings,
 secret, conn_id, endpoint); 2 refused (Vault or the IdP refused our credentials, allowed_dags refused the
@@ -175,6 +177,7 @@ class ProbeResult:
     headers: dict[str, str] = field(default_factory=dict)
     message: str | None = None
     error: str | None = None
+    redirected_to: str | None = None  # the URL that answered, when redirects were followed
 
 
 @dataclass
@@ -296,7 +299,9 @@ def run_check(
     report.cache["tier"] = found.cache_tier
     report.cache["resolution_ms"] = round(elapsed * 1000, 1)
     if probe:
-        report.probe = probe_connection(value, endpoint=endpoint, method=method, timeout=probe_timeout)
+        report.probe = probe_connection(
+            value, endpoint=endpoint, method=method, timeout=probe_timeout, credential_header=found.header_name
+        )
         report.exit_code = _probe_exit_code(report.probe)
         if report.exit_code != EXIT_OK:
             report.error = {"reason": "probe", "message": _probe_summary(report.probe)}
@@ -413,9 +418,15 @@ def _captured_warnings(sink: list[str]) -> Iterator[None]:
 
 
 def probe_connection(
-    conn_value: str, *, endpoint: str | None, method: str = "GET", timeout: float = PROBE_TIMEOUT
+    conn_value: str,
+    *,
+    endpoint: str | None,
+    method: str = "GET",
+    timeout: float = PROBE_TIMEOUT,
+    credential_header: str | None = None,
 ) -> ProbeResult:
-    """Send one request the way HttpHook would (extras as headers), without following redirects."""
+    """Send one request the way HttpHook would (extras as headers, redirects as ``allow_redirects`` says), except
+    that ``credential_header`` is dropped, like ``Authorization``, when a redirect leaves the origin."""
     import requests
 
     data = json.loads(conn_value)
@@ -425,7 +436,10 @@ def probe_connection(
     url = _url(_base_url(data), endpoint)
     result = ProbeResult(method=method.upper(), url=_redact_userinfo(url))
     headers = {str(k): str(v) for k, v in extra.items() if k not in HTTP_HOOK_OPTIONS}
-    session = requests.Session()
+    session = _probe_session(credential_header)
+    max_redirects = extra.get("max_redirects")
+    if isinstance(max_redirects, int) and not isinstance(max_redirects, bool):
+        session.max_redirects = max_redirects
     session.trust_env = _truthy(extra.get("trust_env", True))
     verify = extra.get("verify", extra.get("verify_ssl", True))
     if isinstance(verify, str) and verify.strip().lower() in ("true", "false"):
@@ -438,7 +452,7 @@ def probe_connection(
                 url,
                 headers=headers,
                 timeout=(min(5.0, timeout), timeout),
-                allow_redirects=False,  # a redirect must not carry the token elsewhere
+                allow_redirects=bool(extra.get("allow_redirects", True)),  # as HttpHook does
                 verify=verify if isinstance(verify, (bool, str)) else True,
                 proxies=extra.get("proxies") or extra.get("proxy") or None,
                 cert=extra.get("cert") or None,
@@ -447,6 +461,8 @@ def probe_connection(
             with resp:
                 result.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
                 result.status, result.reason = resp.status_code, resp.reason
+                if resp.history:
+                    result.redirected_to = _redact_userinfo(resp.url)
                 result.rate_limit, result.headers = _interesting_headers(resp.headers)
                 if resp.status_code >= 400:
                     result.message = _gateway_message(resp)
@@ -455,6 +471,20 @@ def probe_connection(
     except requests.RequestException as exc:
         result.error = f"{type(exc).__name__} connecting to {urlsplit(url).netloc}"
     return result
+
+
+def _probe_session(credential_header: str | None) -> Any:
+    """A requests session that drops ``credential_header`` wherever requests drops ``Authorization``: on a
+    redirect to another origin (requests itself keeps every other header)."""
+    import requests
+
+    class ProbeSession(requests.Session):
+        def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+            if credential_header and self.should_strip_auth(response.request.url, prepared_request.url):
+                prepared_request.headers.pop(credential_header, None)
+            super().rebuild_auth(prepared_request, response)
+
+    return ProbeSession()
 
 
 def _probe_exit_code(probe: ProbeResult) -> int:
@@ -471,7 +501,8 @@ def _probe_exit_code(probe: ProbeResult) -> int:
 def _probe_summary(probe: ProbeResult) -> str:
     if probe.status is None:
         return f"{probe.method} {probe.url} failed: {probe.error}"
-    text = f"{probe.method} {probe.url} answered {probe.status} {probe.reason or ''}".rstrip()
+    where = f" (redirected to {probe.redirected_to})" if probe.redirected_to else ""
+    text = f"{probe.method} {probe.url}{where} answered {probe.status} {probe.reason or ''}".rstrip()
     return f"{text}: {probe.message}" if probe.message else text
 
 

@@ -7,13 +7,19 @@ change of class name. One auth type of this project's own is added: ``cert`` (TL
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from kong_secrets_backend.errors import ConfigError
 from kong_secrets_backend.settings_schema import Setting, as_bool, as_paths, defaults
+from kong_secrets_backend.transport.urls import is_loopback
+
+log = logging.getLogger("kong_secrets_backend")
 
 DEFAULT_KUBERNETES_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -329,3 +335,40 @@ def _check_auth(auth_type: str, values: Mapping[str, Any], client_kwargs: Mappin
             raise ConfigError("auth_type 'cert' requires 'cert' (the client certificate and key paths)")
         if not str(values["url"] or "").lower().startswith("https://"):
             raise ConfigError("auth_type 'cert' requires an https:// url (the certificate is presented in TLS)")
+
+
+# -- plaintext Vault -------------------------------------------------------------------------------------
+
+_plaintext_lock = threading.Lock()
+_plaintext_warned = [False]  # one WARNING per process, however many backends Airflow builds
+
+
+def plaintext_vault_host(settings: VaultSettings) -> str | None:
+    """The host of an ``http://`` Vault URL that is not loopback, else None. Without ``url`` hvac reads
+    ``VAULT_ADDR`` (its default, ``http://localhost:8200``, is loopback)."""
+    url = settings.url or os.environ.get("VAULT_ADDR") or ""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    if parts.scheme.lower() != "http" or is_loopback(host):
+        return None
+    return host or "(none)"
+
+
+def warn_if_plaintext(settings: VaultSettings) -> None:
+    """An ``http://`` Vault URL off loopback is accepted, as Airflow's VaultBackend does, with one WARNING per
+    process: the Vault login and every secret read (client secrets, keys) cross the network in clear."""
+    host = plaintext_vault_host(settings)
+    if host is None:
+        return
+    with _plaintext_lock:
+        if _plaintext_warned[0]:
+            return
+        _plaintext_warned[0] = True
+    log.warning(
+        "kong-secrets-backend: the Vault url is http:// on host %s, which is not loopback: the Vault login and every"
+        " secret read cross the network in clear; use https",
+        host,
+    )
