@@ -715,6 +715,44 @@ def start_gateway(workdir: Path, routes: Sequence[Route]) -> Gateway:
     )
 
 
+@dataclass
+class Listener:
+    """A bare echo server at `url` (another origin than the gateway's): it records every request, headers included,
+    and answers 200. A `Redirect` pointed at it shows what a client re-sends when it follows a redirect."""
+
+    url: str
+    log: Path
+    proc: Proc
+
+    def received(self) -> list[dict[str, Any]]:
+        """The requests it saw, oldest first (header names lower-cased)."""
+        try:
+            text = self.log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_listener(workdir: Path, name: str = "listener") -> Listener:
+    """Start devstack/echo.py on a free loopback port, logging to ``workdir/<name>.jsonl``."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = procs.free_port()
+    log = workdir / f"{name}.jsonl"
+    log.write_text("")
+    proc = procs.start(
+        name,
+        [sys.executable, str(ECHO_SCRIPT), "--port", str(port), "--log", str(log)],
+        log_dir=workdir / "logs",
+        ready=lambda: _port_answers(port),
+        timeout=15,
+    )
+    return Listener(url=f"http://127.0.0.1:{port}", log=log, proc=proc)
+
+
 def _start_haproxy(cfg: Path, url: str) -> Proc:
     return procs.start(
         "haproxy",
