@@ -1,7 +1,8 @@
 """A tiny HTTP upstream for the local gateway: logs every request as one JSON line and answers with fake data.
 
-Run as ``python devstack/echo.py --port P --log FILE``. Any method, any path is answered 200 with
-``{"path", "method", "consumer", "scope", "items"}`` (and ``"next_page"`` when the query has ``page=N`` with N < 3).
+Run as ``python devstack/echo.py --port P --log FILE [--host ADDR]`` (default 127.0.0.1). Any method, any path is
+answered 200 with ``{"path", "method", "consumer", "scope", "items"}`` (and ``"next_page"`` when the query has
+``page=N`` with N < 3).
 The request is appended to FILE as ``{"method", "path", "query", "headers", "body"}`` (header names lower-cased,
 ``query`` is the raw query string).
 """
@@ -102,11 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     args.log.parent.mkdir(parents=True, exist_ok=True)
     args.log.touch()
     EchoHandler.log_file = args.log
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), EchoHandler)
+    server = ThreadingHTTPServer((args.host, args.port), EchoHandler)
     server.daemon_threads = True
     try:
         server.serve_forever()

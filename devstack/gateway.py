@@ -676,9 +676,9 @@ def render_config(port: int, upstream_port: int, routes: Sequence[Route], keys_d
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _port_answers(port: int) -> bool:
+def _port_answers(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -736,21 +736,23 @@ class Listener:
         self.proc.stop()
 
 
-def start_listener(workdir: Path, name: str = "listener") -> Listener:
-    """Start devstack/echo.py on a free loopback port, logging to ``workdir/<name>.jsonl``."""
+def start_listener(workdir: Path, name: str = "listener", host: str = "127.0.0.1") -> Listener:
+    """Start devstack/echo.py on a free port of `host` (an IPv4 address), logging to ``workdir/<name>.jsonl``."""
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    port = procs.free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port = int(s.getsockname()[1])
     log = workdir / f"{name}.jsonl"
     log.write_text("")
     proc = procs.start(
         name,
-        [sys.executable, str(ECHO_SCRIPT), "--port", str(port), "--log", str(log)],
+        [sys.executable, str(ECHO_SCRIPT), "--port", str(port), "--log", str(log), "--host", host],
         log_dir=workdir / "logs",
-        ready=lambda: _port_answers(port),
+        ready=lambda: _port_answers(port, host),
         timeout=15,
     )
-    return Listener(url=f"http://127.0.0.1:{port}", log=log, proc=proc)
+    return Listener(url=f"http://{host}:{port}", log=log, proc=proc)
 
 
 def _start_haproxy(cfg: Path, url: str) -> Proc:

@@ -1,0 +1,281 @@
+"""Attack: the credential crosses the network in clear.
+
+HttpHook builds ``<schema>://<host>`` and falls back to ``http`` when a connection has no ``schema``. The backend
+returns a Kong connection without ``schema`` as ``https``, and refuses by name, before any token is minted, a
+Kong connection whose effective scheme is ``http`` (its ``schema``, or a scheme written into ``host``) to a host
+that is not loopback, unless the backend kwarg ``allow_insecure_http`` is true. A Vault ``url`` that is
+``http://`` off loopback is accepted, as Airflow's VaultBackend accepts it, with one WARNING per process.
+
+The non-loopback peer is real: a listener on this machine's own non-loopback address (skipped where there is none)
+that records every header it receives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.gateway import Listener, start_listener
+from devstack.stack import Stack
+from kong_secrets_backend import KongSecretsBackend
+from kong_secrets_backend.connection import check_gateway_scheme, kong_conn_value
+from kong_secrets_backend.errors import SecretFormatError
+from tests.conftest import assert_no_secrets
+from tests.leak_scan import LEAKS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.usefixtures("fresh_process_state")
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's own IPv4 address on its default route (a UDP connect sends nothing), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))
+            address = str(s.getsockname()[0])
+        except OSError:
+            return None
+    return None if ipaddress.ip_address(address).is_loopback or address == "0.0.0.0" else address
+
+
+ADDRESS = _non_loopback_address()
+needs_address = pytest.mark.skipif(ADDRESS is None, reason="this machine has no non-loopback IPv4 address")
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
+    """A listener on a non-loopback address: what a gateway reached over the network sees."""
+    assert ADDRESS is not None
+    listener = start_listener(tmp_path_factory.mktemp("plaintext"), "remote", host=ADDRESS)
+    try:
+        yield listener
+    finally:
+        listener.stop()
+
+
+def _conn_id() -> str:
+    return f"attack_plain_{uuid.uuid4().hex[:8]}"
+
+
+def _host_port(listener: Listener) -> tuple[str, int]:
+    host, port = listener.url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+# -- http to a host that is not loopback ----------------------------------------------------------------------------
+
+
+@needs_address
+@pytest.mark.parametrize("written_in", ["schema", "host"])
+def test_http_to_a_host_that_is_not_loopback_is_refused_by_name_before_any_token_is_minted(
+    stack: Stack, remote: Listener, caplog: pytest.LogCaptureFixture, written_in: str
+) -> None:
+    host, port = _host_port(remote)
+    cid = _conn_id()
+    secret: dict[str, Any] = {"conn_type": "http", "port": port, "kong_auth": stack.kong_auth()}
+    secret.update({"schema": "http", "host": host} if written_in == "schema" else {"host": f"http://{host}"})
+    stack.put(f"connections/{cid}", secret)
+    mints_before = stack.idp.token_requests()
+    backend = KongSecretsBackend(**stack.backend_kwargs())
+    with caplog.at_level(logging.ERROR, logger="kong_secrets_backend"), pytest.raises(SecretFormatError):
+        backend.get_conn_value(cid)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert cid in errors[0] and host in errors[0] and "allow_insecure_http" in errors[0]
+    assert ("schema is http" if written_in == "schema" else "host is an http:// URL") in errors[0]
+    assert stack.idp.token_requests() == mints_before  # refused before the IdP was asked for a token
+    assert remote.received() == []
+    assert_no_secrets("\n".join(errors), stack.planted_secrets())
+
+
+@needs_address
+def test_allow_insecure_http_lets_it_through_and_then_the_token_crosses_in_clear(
+    stack: Stack, remote: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: what the refusal prevents. With the opt-in, an unchanged HttpHook sends the bearer token over
+    plain http to the non-loopback listener, which reads it."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    host, port = _host_port(remote)
+    cid = _conn_id()
+    stack.put(
+        f"connections/{cid}",
+        {"conn_type": "http", "host": host, "port": port, "schema": "http", "kong_auth": stack.kong_auth()},
+    )
+    conn = KongSecretsBackend(**stack.backend_kwargs(allow_insecure_http=True)).get_connection(cid)
+    hook = HttpHook(method="GET", http_conn_id=cid)
+    monkeypatch.setattr(hook, "get_connection", lambda conn_id: conn)
+    seen_before = len(remote.received())
+    assert hook.run("/orders/plain").status_code == 200
+    request = remote.received()[seen_before:][-1]
+    token = request["headers"]["authorization"].removeprefix("Bearer ")
+    LEAKS.plant(token)
+    assert token and token == conn.extra_dejson["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"schema": "http", "host": "127.0.0.1"},
+        {"schema": "http", "host": "127.42.0.9:8000"},
+        {"schema": "HTTP", "host": "localhost"},
+        {"schema": "http", "host": "[::1]"},
+        {"host": "http://localhost:8000/kong"},
+        {"host": "http://[::1]:8000"},
+        {"schema": "https", "host": "kong.example.com"},
+        {"host": "https://kong.example.com"},
+        {"host": "kong.example.com"},
+        {"schema": "", "host": "kong.example.com"},
+    ],
+)
+def test_loopback_http_and_https_are_accepted(fields: dict[str, str]) -> None:
+    check_gateway_scheme(fields, allow_insecure_http=False)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"schema": "http", "host": "kong.example.com"}, "schema is http"),
+        ({"schema": " Http ", "host": "10.0.0.8:8000"}, "schema is http"),
+        ({"schema": "http", "host": "localhost.evil.example"}, "schema is http"),
+        ({"schema": "http", "host": "127.0.0.1.nip.io"}, "schema is http"),
+        ({"schema": "http"}, "schema is http"),
+        ({"schema": "https", "host": "http://kong.example.com"}, "host is an http:// URL"),
+        ({"host": "HTTP://kong.example.com:80/api"}, "host is an http:// URL"),
+    ],
+)
+def test_http_off_loopback_is_refused_naming_the_field_and_the_host(fields: dict[str, str], named: str) -> None:
+    with pytest.raises(SecretFormatError, match=named):
+        check_gateway_scheme(fields, allow_insecure_http=False)
+    check_gateway_scheme(fields, allow_insecure_http=True)
+
+
+# -- https by default -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", [None, "", "  "])
+def test_a_kong_connection_without_schema_comes_back_https(schema: str | None) -> None:
+    data = {"conn_type": "http", "host": "kong.example.com"} | ({} if schema is None else {"schema": schema})
+    out = json.loads(kong_conn_value(data, header_name="Authorization", header_value="Bearer t", conn_id="c"))
+    assert out["schema"] == "https"
+
+
+def test_the_hooks_url_is_https_for_a_kong_connection_stored_without_schema(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real source and the real HttpHook (the e2e run in test_redirects.py checks it inside a task)."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    cid = _conn_id()
+    stack.put(
+        f"connections/{cid}",
+        {"conn_type": "http", "host": "kong.example.com", "kong_auth": {"flow": "key_auth", "key": "kak-no-schema"}},
+    )
+    conn = KongSecretsBackend(**stack.backend_kwargs()).get_connection(cid)
+    assert conn.schema == "https"
+    hook = HttpHook(method="GET", http_conn_id=cid)
+    monkeypatch.setattr(hook, "get_connection", lambda conn_id: conn)
+    assert hook.url_from_endpoint("/orders") == "https://kong.example.com/orders"
+
+
+def test_plain_connections_keep_their_schema_as_the_official_backend_returns_it(stack: Stack) -> None:
+    cid = _conn_id()
+    stack.put(f"connections/{cid}", {"conn_type": "http", "host": "api.example.com"})
+    assert json.loads(KongSecretsBackend(**stack.backend_kwargs()).get_conn_value(cid) or "{}") == {
+        "conn_type": "http",
+        "host": "api.example.com",
+    }
+
+
+# -- Vault over http ------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _forwarder(listen_host: str, target: tuple[str, int]) -> Iterator[int]:
+    """A TCP forwarder from a free port of listen_host to target (the stack's Vault, over a non-loopback address)."""
+    server = socket.create_server((listen_host, 0))
+    stop = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        server.close()
+
+
+_WARNINGS_SCRIPT = r"""
+import json, logging, sys
+from kong_secrets_backend import KongSecretsBackend
+
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.levelname, record.getMessage()))
+logging.getLogger("kong_secrets_backend").addHandler(Keep())
+
+kwargs, remote_url, conn_id = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+values = [KongSecretsBackend(**kwargs).get_conn_value(conn_id)]  # the stack's Vault on loopback: no warning
+for _ in range(3):  # Airflow builds the backend again and again; every one reads through the remote url
+    values.append(KongSecretsBackend(**{**kwargs, "url": remote_url}).get_conn_value(conn_id))
+print(json.dumps({"values": values, "warnings": [m for level, m in records if level == "WARNING"]}))
+"""
+
+
+@needs_address
+def test_an_http_vault_url_off_loopback_is_accepted_with_one_warning_per_process(stack: Stack, tmp_path: Path) -> None:
+    assert ADDRESS is not None
+    cid = _conn_id()
+    stack.put(f"connections/{cid}", {"conn_type": "http", "host": "api.example.com"})
+    bao_host, bao_port = stack.bao.url.removeprefix("http://").rsplit(":", 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "VAULT_"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    with _forwarder(ADDRESS, (bao_host, int(bao_port))) as port:
+        remote_url = f"http://{ADDRESS}:{port}"
+        proc = subprocess.run(
+            [sys.executable, "-c", _WARNINGS_SCRIPT, json.dumps(stack.backend_kwargs()), remote_url, cid],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    LEAKS.record("vault warning subprocess", proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["values"] == [json.dumps({"conn_type": "http", "host": "api.example.com"})] * 4  # accepted
+    assert len(report["warnings"]) == 1, report["warnings"]
+    assert ADDRESS in report["warnings"][0] and "http://" in report["warnings"][0]
+    assert_no_secrets(proc.stdout + proc.stderr, stack.planted_secrets())
