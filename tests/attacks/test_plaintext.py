@@ -180,10 +180,11 @@ def test_the_hooks_url_is_https_for_a_kong_connection_stored_without_schema(
     """Through the real source and the real HttpHook (the e2e run in test_redirects.py checks it inside a task)."""
     from airflow.providers.http.hooks.http import HttpHook
 
-    cid = _conn_id()
+    cid, key = _conn_id(), f"kak-no-schema-{uuid.uuid4().hex}"
+    LEAKS.plant(key)
     stack.put(
         f"connections/{cid}",
-        {"conn_type": "http", "host": "kong.example.com", "kong_auth": {"flow": "key_auth", "key": "kak-no-schema"}},
+        {"conn_type": "http", "host": "kong.example.com", "kong_auth": {"flow": "key_auth", "key": key}},
     )
     conn = KongSecretsBackend(**stack.backend_kwargs()).get_connection(cid)
     assert conn.schema == "https"
