@@ -9,6 +9,7 @@ where the secret and the token came from, the JSON for Airflow). The token itsel
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from kong_secrets_backend.sources import SecretRecord
     from kong_secrets_backend.state import Runtime
     from kong_secrets_backend.tokens import Token
+    from kong_secrets_backend.tokens.keeper import Served
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +85,34 @@ class Resolver:
         if served.connection is not conn:  # a re-read or pending version: its restrictions hold too
             served.connection.check_access(conn_id, task)
         mask(served.token.value)
-        headers = correlation_headers(traceparent=rt.settings.traceparent, task_headers=rt.settings.task_headers)
-        return Resolution(
-            conn_id=conn_id,
-            path=served.connection.record.path,
-            version=served.connection.auth.version,
-            flow=served.connection.flow.name,
-            header_name=served.connection.header_name,
-            token=served.token,
-            origin=served.origin,
-            cache_tier=self._tier(served.origin),
-            conn_value=self._returned(key, served.connection, served.token, conn_id, headers),
-        )
+        settings = rt.settings
+        headers = correlation_headers(traceparent=settings.traceparent, task_headers=settings.task_headers, task=task)
+        return self._resolution(key, conn_id, served, headers)
 
     def conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
         found = self.connection(conn_id, team_name)
         return found.conn_value if isinstance(found, Resolution) else found
 
-    def _returned(
-        self, key: tuple[str, ...], conn: KongConnection, token: Token, conn_id: str, headers: dict[str, str]
-    ) -> str:
-        """The JSON for Airflow, memoized per connection version, token and correlation headers (hot path)."""
+    def _resolution(self, key: tuple[str, ...], conn_id: str, served: Served, headers: dict[str, str]) -> Resolution:
+        """The Resolution, memoized per connection version, token, origin and correlation headers: a hot
+        resolution builds neither the JSON for Airflow nor the result again."""
         memo = self.runtime.returned.get(key)
-        if memo is not None and memo[0] is conn and memo[1] == token.value and memo[2] == headers:
-            return str(memo[3])
-        value = conn.conn_value(token, conn_id, headers)
-        self.runtime.returned[key] = (conn, token.value, headers, value)
-        return value
+        if memo is not None and all(map(operator.is_, memo[0], served)) and memo[1] == headers:
+            return memo[2]  # type: ignore[no-any-return]
+        conn = served.connection
+        resolution = Resolution(
+            conn_id=conn_id,
+            path=conn.record.path,
+            version=conn.auth.version,
+            flow=conn.flow.name,
+            header_name=conn.header_name,
+            token=served.token,
+            origin=served.origin,
+            cache_tier=self._tier(served.origin),
+            conn_value=conn.conn_value(served.token, conn_id, headers),
+        )
+        self.runtime.returned[key] = (served, headers, resolution)
+        return resolution
 
     def _tier(self, origin: Origin) -> str | None:
         if origin is Origin.MEMORY:
@@ -198,13 +201,13 @@ class Resolver:
         return _value_field(record)
 
 
-@dataclass(frozen=True)
 class _Reader:
     """How the token keeper reads one connection again (a CredentialReader)."""
 
-    resolver: Resolver
-    conn_id: str
-    team_name: str | None
+    __slots__ = ("conn_id", "resolver", "team_name")  # built on every resolution (the hot path)
+
+    def __init__(self, resolver: Resolver, conn_id: str, team_name: str | None) -> None:
+        self.resolver, self.conn_id, self.team_name = resolver, conn_id, team_name
 
     def reread(self, deadline: Deadline) -> KongConnection | None:
         loaded = self.resolver._load(self.conn_id, self.team_name, deadline, fresh=True)
