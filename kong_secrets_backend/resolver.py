@@ -13,6 +13,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kong_secrets_backend.airflow_bridge import audit
 from kong_secrets_backend.airflow_bridge.task import current_task
 from kong_secrets_backend.airflow_bridge.trace_headers import correlation_headers
 from kong_secrets_backend.connection import (
@@ -85,6 +86,7 @@ class Resolver:
         if served.connection is not conn:  # a re-read or pending version: its restrictions hold too
             served.connection.check_access(conn_id, task)
         mask(served.token.value)
+        audit.record(conn_id, served.connection, served.token, served.origin, task)
         settings = rt.settings
         headers = correlation_headers(traceparent=settings.traceparent, task_headers=settings.task_headers, task=task)
         return self._resolution(key, conn_id, served, headers)
