@@ -48,12 +48,15 @@ class Runtime:
     http: HttpTransport
     # Shared credentials read by credentials_path, kept for credential_cache_ttl seconds.
     records: BoundedMap[tuple[str, ...], Any] = field(repr=False)
-    # The JSON last returned per connection, with the connection version, token and headers it was made for.
+    # Task-scoped variants of connections (task_scopes), with the connection version they derive from.
+    scoped: BoundedMap[tuple[str, ...], Any] = field(repr=False, default_factory=lambda: BoundedMap(MAX_CONNECTIONS))
+    # The Resolution last returned per connection, with the version, token and headers it was made for.
     returned: BoundedMap[tuple[str, ...], Any] = field(repr=False, default_factory=lambda: BoundedMap(MAX_CONNECTIONS))
 
     def after_fork(self) -> None:
         self.records.after_fork()
         self.returned.after_fork()
+        self.scoped.after_fork()
         self.keeper.after_fork()
         for part in (self.http, self.source):
             after_fork = getattr(part, "after_fork", None)
