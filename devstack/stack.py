@@ -33,6 +33,8 @@ from devstack.openbao import OpenBao, start_openbao
 
 ORDERS_AUDIENCE = "https://kong.example.com/orders"
 ORDERS_SCOPE = "orders:read"
+ORDERS_WRITE_SCOPE = "orders:write"
+ORDERS_WRITE_ROUTE = "/write/orders"  # like /orders, but the token's scope must hold orders:write
 KV1_MOUNT = "kv1"
 READ_PREFIXES = ("connections", "variables", "config", "kong-credentials")
 
@@ -322,6 +324,8 @@ def start_stack(workdir: Path) -> Stack:
             _client("airflow-short", access_token_ttl=20),
             _client("airflow-blink", access_token_ttl=5),  # expires between two pages of a paginated task
             _client("airflow-reports", scope="reports:read", access_token_ttl=300),
+            # may write orders too: task_scopes give only some tasks the write scope
+            _client("airflow-writer", scope=f"{ORDERS_SCOPE} {ORDERS_WRITE_SCOPE}", access_token_ttl=300),
             *flow_clients,
         )
     }
@@ -343,6 +347,14 @@ def start_stack(workdir: Path) -> Stack:
             [
                 JwtRoute(
                     "/orders", idp.public_key_pem_path, idp.issuer, ORDERS_AUDIENCE, ORDERS_SCOPE, rate_limit=1000
+                ),
+                JwtRoute(
+                    ORDERS_WRITE_ROUTE,
+                    idp.public_key_pem_path,
+                    idp.issuer,
+                    ORDERS_AUDIENCE,
+                    ORDERS_WRITE_SCOPE,
+                    rate_limit=1000,
                 ),
                 KongJwtRoute(
                     FLOW_ROUTES["kong_jwt"],

@@ -36,6 +36,7 @@ class KongSecretsBackend(BaseSecretsBackend):
         self._connections = ConnectionMemo()
         self._config: Settings | None = None
         self._config_error: ConfigError | None = None
+        self._resolver: Resolver | None = None
         try:
             self._config = parse_backend_kwargs(kwargs)
         except ConfigError as exc:
@@ -53,7 +54,11 @@ class KongSecretsBackend(BaseSecretsBackend):
     def resolver(self) -> Resolver:
         if self._config is None:
             raise self._config_error or ConfigError("backend is not configured")
-        return Resolver(runtime_for(self._config))
+        runtime = runtime_for(self._config)
+        resolver = self._resolver
+        if resolver is None or resolver.runtime is not runtime:
+            resolver = self._resolver = Resolver(runtime)
+        return resolver
 
     # -- Airflow's interface ----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 
 MAX_FIELD_CHARS = 64 * 1024  # no kong_auth value (a PEM key included) is legitimately longer
 # Fields of a connection's kong_auth block that are the connection's own, never the credential's.
-CONNECTION_FIELDS = ("allowed_dags", "credentials_path")
+CONNECTION_FIELDS = ("allowed_dags", "credentials_path", "task_scopes")
+DAG_ID_PLACEHOLDER = "{dag_id}"  # in credentials_path: each DAG uses its own Kong consumer's credential
+_TASK_SCOPE_FIELDS = frozenset({"dags", "tasks", "scope"})
 # The one header requests and aiohttp drop on a redirect to another origin (compared case-insensitively).
 REDIRECT_SAFE_HEADER = "authorization"
 
@@ -69,12 +71,30 @@ def load_kong_auth(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
-def credentials_path(record: SecretRecord) -> str | None:
-    """The shared credential a connection secret names (validated by the resolver before it is read)."""
+def credentials_path(record: SecretRecord, task: TaskIdentity | None) -> str | None:
+    """The shared credential a connection secret names, ``{dag_id}`` filled in from the running task (the
+    resolver validates the result as a path before it is read). A per-DAG credential outside any task is
+    refused: there is no DAG to pick its consumer."""
     path = load_kong_auth(record.data["kong_auth"]).get("credentials_path")
     if path is not None and (not isinstance(path, str) or not path.strip("/")):
         raise SecretFormatError("kong_auth.credentials_path must be a non-empty string")
-    return path
+    if path is None or DAG_ID_PLACEHOLDER not in path:
+        return path
+    if task is None:
+        raise AccessDenied(
+            f"kong_auth.credentials_path {path} names a credential per DAG and this resolution is outside any "
+            "task (dag_id: none)"
+        )
+    from kong_secrets_backend.sources.paths import validate_secret_id
+
+    validate_secret_id(task.dag_id, kind="dag_id")
+    return path.replace(DAG_ID_PLACEHOLDER, task.dag_id)
+
+
+def is_per_dag(record: SecretRecord) -> bool:
+    """The connection's credential is chosen per DAG (``{dag_id}`` in its credentials_path)."""
+    path = load_kong_auth(record.data["kong_auth"]).get("credentials_path")
+    return isinstance(path, str) and DAG_ID_PLACEHOLDER in path
 
 
 def shared_fields(record: SecretRecord) -> dict[str, Any]:
@@ -83,22 +103,50 @@ def shared_fields(record: SecretRecord) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class TaskScope:
+    """One ``task_scopes`` entry: the scope of the tokens of the tasks it matches."""
+
+    scope: str
+    dags: tuple[str, ...] = ("*",)
+    tasks: tuple[str, ...] = ("*",)
+
+    def matches(self, task: TaskIdentity) -> bool:
+        return any(fnmatchcase(task.dag_id, p) for p in self.dags) and any(
+            fnmatchcase(task.task_id, p) for p in self.tasks
+        )
+
+
+@dataclass(frozen=True)
 class KongAuth:
     """What a connection's ``kong_auth`` says, merged with its shared credential."""
 
     credential: Credential = field(repr=False)
     allowed_dags: tuple[str, ...] | None = None
-    credentials_path: str | None = None
+    credentials_path: str | None = None  # as read, {dag_id} filled in
     version: str | None = None  # the credential's version: the connection's, or path@version of the shared one
+    task_scopes: tuple[TaskScope, ...] = ()
+    per_dag: bool = False  # credentials_path names one credential per DAG ({dag_id})
+
+    def scope_for(self, task: TaskIdentity | None) -> str | None:
+        """The scope of this task's token: the first matching task_scopes entry's, else the block's."""
+        if task is not None:
+            for entry in self.task_scopes:
+                if entry.matches(task):
+                    return entry.scope
+        return getattr(self.credential, "scope", None)
 
 
-def parse_kong_auth(record: SecretRecord, *, shared: SecretRecord | None, settings: Settings) -> KongAuth:
-    """Parse a Kong connection secret (and the shared credential it names, already read). Pure."""
+def parse_kong_auth(
+    record: SecretRecord, *, shared: SecretRecord | None, settings: Settings, task: TaskIdentity | None = None
+) -> KongAuth:
+    """Parse a Kong connection secret (and the shared credential it names, already read; ``task`` fills in a
+    ``{dag_id}`` credentials_path). Pure."""
     check_kong_connection_fields(record.data, allow_insecure_http=settings.allow_insecure_http)
     block = load_kong_auth(record.data["kong_auth"])
     check_field_sizes(block)
     allowed_dags = parse_allowed_dags(block.get("allowed_dags"))
-    path = block.get("credentials_path")
+    task_scopes = parse_task_scopes(block.get("task_scopes"))
+    path = credentials_path(record, task)
     credential_block = {k: v for k, v in block.items() if k not in CONNECTION_FIELDS}
     version = record.version
     if shared is not None:
@@ -106,7 +154,73 @@ def parse_kong_auth(record: SecretRecord, *, shared: SecretRecord | None, settin
         # connections sharing one credential share its tokens: the key follows the credential's version
         version = f"{shared.path}@{shared.version}"
     credential = parse_credential(credential_block, settings=settings, version=version)
-    return KongAuth(credential=credential, allowed_dags=allowed_dags, credentials_path=path, version=version)
+    if task_scopes:
+        _check_task_scopes(task_scopes, credential, shared)
+    return KongAuth(
+        credential=credential,
+        allowed_dags=allowed_dags,
+        credentials_path=path,
+        version=version,
+        task_scopes=task_scopes,
+        per_dag=is_per_dag(record),
+    )
+
+
+def parse_task_scopes(value: Any) -> tuple[TaskScope, ...]:
+    """``task_scopes``: a list of ``{"dags": [glob], "tasks": [glob], "scope": "..."}`` (globs default to ``*``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise SecretFormatError("kong_auth.task_scopes must be a non-empty list of {dags, tasks, scope} objects")
+    entries = []
+    for i, entry in enumerate(value):
+        where = f"kong_auth.task_scopes[{i}]"
+        if not isinstance(entry, dict):
+            raise SecretFormatError(f"{where} must be an object with dags, tasks and scope")
+        unknown = sorted(set(entry) - _TASK_SCOPE_FIELDS)
+        if unknown:
+            raise SecretFormatError(f"{where} has unknown fields: {', '.join(map(str, unknown))}")
+        scope = _scope_string(entry.get("scope"), f"{where}.scope")
+        globs = {name: _globs(entry.get(name, ["*"]), f"{where}.{name}") for name in ("dags", "tasks")}
+        entries.append(TaskScope(scope=scope, dags=globs["dags"], tasks=globs["tasks"]))
+    return tuple(entries)
+
+
+def scope_set(scope: Any) -> frozenset[str]:
+    """A scope as a set of its space-separated values (the order of scopes carries no meaning)."""
+    return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+
+
+def _check_task_scopes(entries: tuple[TaskScope, ...], credential: Credential, shared: SecretRecord | None) -> None:
+    if "scope" not in {f.name for f in fields(credential)}:  # type: ignore[arg-type]
+        raise SecretFormatError(
+            f"kong_auth.task_scopes applies only to flows that request a scope, not flow {credential.flow!r}"
+        )
+    if shared is None:
+        return
+    granted = scope_set(shared_fields(shared).get("scope"))
+    for i, entry in enumerate(entries):
+        if not granted or not scope_set(entry.scope) <= granted:
+            raise SecretFormatError(
+                f"kong_auth.task_scopes[{i}].scope must be within the shared credential's scope "
+                f"({' '.join(sorted(granted)) or 'none'})"
+            )
+
+
+def _scope_string(value: Any, where: str) -> str:
+    if isinstance(value, list) and value and all(isinstance(s, str) for s in value):
+        value = " ".join(value)
+    if not isinstance(value, str) or not value.split():
+        raise SecretFormatError(f"{where} must be a non-empty string or list of strings")
+    return " ".join(value.split())
+
+
+def _globs(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) and p for p in value):
+        raise SecretFormatError(f"{where} must be a non-empty list of glob patterns")
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 MAX_RUNTIMES = 64  # distinct backend settings in one process (tests, `check`): far above real use
 MAX_CONNECTIONS = 16_384  # parsed Kong connections and shared credentials per runtime
+MAX_AUDITED_USES = 65_536  # (task try, token) pairs already in the audit trail
 MAX_DOCUMENTS = 1024  # discovery documents and JWKS: one per issuer or Vault identity
 DISCOVERY_TTL = 900.0  # seconds an OpenID discovery document is reused
 JWKS_TTL = 300.0  # seconds Vault's identity JWKS is reused (a new signing key is fetched on an unknown kid)
@@ -47,12 +48,15 @@ class Runtime:
     http: HttpTransport
     # Shared credentials read by credentials_path, kept for credential_cache_ttl seconds.
     records: BoundedMap[tuple[str, ...], Any] = field(repr=False)
-    # The JSON last returned per connection, with the connection version, token and headers it was made for.
+    # Task-scoped variants of connections (task_scopes), with the connection version they derive from.
+    scoped: BoundedMap[tuple[str, ...], Any] = field(repr=False, default_factory=lambda: BoundedMap(MAX_CONNECTIONS))
+    # The Resolution last returned per connection, with the version, token and headers it was made for.
     returned: BoundedMap[tuple[str, ...], Any] = field(repr=False, default_factory=lambda: BoundedMap(MAX_CONNECTIONS))
 
     def after_fork(self) -> None:
         self.records.after_fork()
         self.returned.after_fork()
+        self.scoped.after_fork()
         self.keeper.after_fork()
         for part in (self.http, self.source):
             after_fork = getattr(part, "after_fork", None)
@@ -71,6 +75,7 @@ class ProcessState:
         # Documents fetched from peers: OpenID discovery by (issuer, endpoint policy), JWKS by Vault identity.
         self.discovery: BoundedMap[tuple[str, bool], dict[str, Any]] = BoundedMap(MAX_DOCUMENTS, ttl=DISCOVERY_TTL)
         self.jwks: BoundedMap[str, dict[str, Any]] = BoundedMap(MAX_DOCUMENTS, ttl=JWKS_TTL)
+        self.audited_uses: BoundedMap[tuple[Any, ...], bool] = BoundedMap(MAX_AUDITED_USES)
 
     def runtime(self, settings: Settings) -> Runtime:
         """The Runtime for these settings, built on first use (no I/O here either)."""
@@ -117,8 +122,8 @@ class ProcessState:
         """In a forked child: a lock held by a vanished thread, a socket or a logged-in client of the parent
         must not be used. Settings, parsed secrets and tokens stay; connections are made again on first use."""
         self._lock = threading.Lock()
-        for documents in (self.runtimes, self.discovery, self.jwks):
-            documents.after_fork()
+        for bounded in (self.runtimes, self.discovery, self.jwks, self.audited_uses):
+            bounded.after_fork()
         self.tokens.after_fork()
         for cache in self.shared_caches.values():
             if cache is not None:

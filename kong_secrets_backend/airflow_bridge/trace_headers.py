@@ -34,16 +34,20 @@ _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 _MAX_VALUE = 512
 
 
-def correlation_headers(*, traceparent: bool = True, task_headers: bool = True) -> dict[str, str]:
-    """The headers for this resolution, in a fixed order; ``{}`` when there is nothing to add."""
+def correlation_headers(
+    *, traceparent: bool = True, task_headers: bool = True, task: TaskIdentity | bool | None = True
+) -> dict[str, str]:
+    """The headers for this resolution, in a fixed order; ``{}`` when there is nothing to add. ``task`` is the
+    running task when the caller has it already (None: outside a task), else it is looked up."""
     headers: dict[str, str] = {}
     if traceparent:
         value = current_traceparent()
         if value:
             headers[TRACEPARENT] = value
     if task_headers:
-        task = current_task()
-        if task is not None:
+        if task is True:
+            task = current_task()
+        if isinstance(task, TaskIdentity):
             headers.update(_task_headers(task))
     return headers
 

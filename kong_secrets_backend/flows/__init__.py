@@ -60,6 +60,11 @@ class Credential(Protocol):
     def version(self) -> str | None:
         """The source's version of the secret the credential came from (part of the cache identity)."""
 
+    @property
+    def consumer(self) -> str | None:
+        """Who Kong sees, for the audit trail (a client_id, a jwt credential's key; never a secret), or None
+        when only the token says (its ``sub``)."""
+
     def secret_values(self) -> tuple[str, ...]:
         """Every secret string the credential holds, for the secrets masker."""
 

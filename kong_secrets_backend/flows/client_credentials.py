@@ -81,6 +81,10 @@ class ClientCredentials:
     flow = NAME
     header_scheme = "Bearer"
 
+    @property
+    def consumer(self) -> str:
+        return self.client_id
+
     def secret_values(self) -> tuple[str, ...]:
         values: tuple[str, ...] = (self.client_secret,) if self.client_secret else ()
         return values + (pem_mask_values(self.private_key) if self.private_key else ())

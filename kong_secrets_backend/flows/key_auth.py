@@ -34,6 +34,7 @@ class KeyAuth:
     key: str = field(repr=False)
     header_name: str = DEFAULT_KEY_HEADER
     version: str | None = None
+    consumer: str | None = None  # the Kong consumer's name, for the audit trail (the key never is)
 
     flow = NAME
     header_scheme = ""  # the header's value is the key itself
@@ -47,11 +48,13 @@ class KeyAuth:
 
 def parse(block: Mapping[str, Any], *, settings: Settings, version: str | None) -> KeyAuth:
     """The credential of a key_auth block: the key, checked to be a valid header value."""
-    f = Fields(block, allowed=frozenset({"key"}), flow=NAME)
+    f = Fields(block, allowed=frozenset({"key", "consumer"}), flow=NAME)
     key = f.required_str("key")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in key):
         raise SecretFormatError("kong_auth.key must not contain spaces or control characters (it is a header value)")
-    return KeyAuth(key=key, header_name=f.header_name(DEFAULT_KEY_HEADER), version=version)
+    return KeyAuth(
+        key=key, header_name=f.header_name(DEFAULT_KEY_HEADER), version=version, consumer=f.optional_str("consumer")
+    )
 
 
 # A key does not expire; the nominal lifetime only keeps Token's arithmetic finite.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ class KongJwt:
     @property
     def algorithm(self) -> str:
         return self.signing_key.alg
+
+    @property
+    def consumer(self) -> str:
+        return self.key
 
     def secret_values(self) -> tuple[str, ...]:
         values: tuple[str, ...] = (self.secret,) if self.secret else ()
@@ -158,6 +163,7 @@ class KongJwtFlow:
         claims[cred.key_claim_name] = cred.key
         claims["iat"] = issued
         claims["exp"] = issued + int(cred.ttl)
+        claims["jti"] = secrets.token_hex(16)  # a random id per token: the audit trail's token_id
         if cred.nbf:
             claims["nbf"] = issued
         return claims

@@ -41,6 +41,7 @@ class VaultIdentity:
 
     flow = NAME
     header_scheme = "Bearer"
+    consumer = None  # the token's sub: the Vault entity that signed it
 
     def secret_values(self) -> tuple[str, ...]:
         return ()

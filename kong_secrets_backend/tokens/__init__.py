@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-_SUMMARY_CLAIMS = ("iss", "sub", "aud", "scope", "client_id", "exp", "iat")
+_SUMMARY_CLAIMS = ("iss", "sub", "aud", "scope", "client_id", "exp", "iat", "jti")
 
 
 class TokenState(Enum):

@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError
@@ -39,8 +38,7 @@ RETRY_AFTER_FAILED_REFRESH = 5.0  # seconds between advisory refresh attempts wh
 LOCK_HOLD_MARGIN = 1.0  # a shared lock outlives the holder's deadline by this much, then expires
 
 
-@dataclass(frozen=True)
-class Obtained:
+class Obtained(NamedTuple):  # a tuple: built on every resolution (the hot path)
     token: Token
     origin: Origin
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kong_secrets_backend.cache.bounded import BoundedMap
 from kong_secrets_backend.errors import KongAuthError, TokenEndpointError
@@ -54,8 +54,7 @@ class CredentialReader(Protocol):
         """The connection with the source's pending credential version, or None where there is none."""
 
 
-@dataclass(frozen=True)
-class Served:
+class Served(NamedTuple):  # a tuple: built on every resolution (the hot path)
     connection: KongConnection  # the version whose token is served (a re-read may replace the one asked for)
     token: Token
     origin: Origin
