@@ -280,3 +280,30 @@ def test_an_http_vault_url_off_loopback_is_accepted_with_one_warning_per_process
     assert len(report["warnings"]) == 1, report["warnings"]
     assert ADDRESS in report["warnings"][0] and "http://" in report["warnings"][0]
     assert_no_secrets(proc.stdout + proc.stderr, stack.planted_secrets())
+
+
+@pytest.mark.parametrize(
+    ("url", "vault_addr", "warned_host"),
+    [
+        ("http://vault.example.com:8200", None, "vault.example.com"),
+        ("HTTP://10.1.2.3:8200", None, "10.1.2.3"),
+        (None, "http://vault.internal:8200", "vault.internal"),  # hvac reads VAULT_ADDR when url is not set
+        ("https://vault.example.com:8200", "http://vault.internal:8200", None),
+        ("http://127.0.0.1:8200", None, None),
+        ("http://localhost:8200", None, None),
+        ("http://[::1]:8200", None, None),
+        (None, None, None),  # hvac's default, http://localhost:8200
+    ],
+)
+def test_which_vault_urls_are_plaintext_off_loopback(
+    url: str | None, vault_addr: str | None, warned_host: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kong_secrets_backend.settings import parse_backend_kwargs
+    from kong_secrets_backend.sources.vault_settings import plaintext_vault_host
+
+    monkeypatch.delenv("VAULT_ADDR", raising=False)
+    if vault_addr is not None:
+        monkeypatch.setenv("VAULT_ADDR", vault_addr)
+    settings = parse_backend_kwargs({"url": url, "auth_type": "token", "token": "t"}).vault
+    assert settings is not None
+    assert plaintext_vault_host(settings) == warned_host
