@@ -9,6 +9,7 @@ the DAGs the credential admits; and with ``credentials_prefix`` only credentials
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -26,6 +27,7 @@ from devstack.moto import Moto
 from devstack.stack import ORDERS_AUDIENCE, Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.airflow_bridge.compat import set_connection_class
+from tests.attacks.task_context import task_of
 from tests.conftest import assert_no_secrets
 from tests.faulty_aws import faulty_aws
 from tests.leak_scan import LEAKS
@@ -84,29 +86,6 @@ def recorder() -> Iterator[Recorder]:
         yield listener
     finally:
         listener.stop()
-
-
-class _TI:
-    """What Airflow puts on the task context stack while a task runs."""
-
-    def __init__(self, dag_id: str) -> None:
-        self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index = dag_id, "t", "manual__1", 1, -1
-
-
-@pytest.fixture
-def running_dag() -> Iterator[Any]:
-    """``running_dag(dag_id)`` makes the following resolutions those of a task of that DAG (None: outside any)."""
-    from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
-
-    depth = len(_CURRENT_CONTEXT)
-
-    def run_as(dag_id: str | None) -> None:
-        del _CURRENT_CONTEXT[depth:]
-        if dag_id is not None:
-            _CURRENT_CONTEXT.append({"ti": _TI(dag_id)})  # type: ignore[arg-type]
-
-    yield run_as
-    del _CURRENT_CONTEXT[depth:]
 
 
 def _backend(stack: Stack, **extra: Any) -> KongSecretsBackend:
@@ -183,7 +162,7 @@ def test_a_connection_borrowing_a_shared_credential_cannot_send_it_to_its_own_en
     assert stack.idp.token_requests() == 0
 
 
-def test_a_borrowed_credential_is_used_as_the_credential_says(stack: Stack, running_dag: Any) -> None:
+def test_a_borrowed_credential_is_used_as_the_credential_says(stack: Stack) -> None:
     """The legitimate use: the connection names the credential, optionally narrows its scope; tokens pass the
     gateway and carry the narrowed scope."""
     client = _client(scope="orders:read orders:write")
@@ -295,9 +274,7 @@ def test_credentials_prefix_holds_on_aws_too_and_the_path_is_never_asked_for(
         assert wire.reads(inside) and not wire.reads(outside)
 
 
-def test_the_credentials_own_allowed_dags_are_enforced_with_the_connections(
-    stack: Stack, caplog: pytest.LogCaptureFixture, running_dag: Any
-) -> None:
+def test_the_credentials_own_allowed_dags_are_enforced_with_the_connections(stack: Stack) -> None:
     from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
 
     cid, path = _names()
@@ -305,16 +282,18 @@ def test_the_credentials_own_allowed_dags_are_enforced_with_the_connections(
     stack.put(f"connections/{cid}", stack.connection({"credentials_path": path}))  # unrestricted by itself
     stack.put(f"connections/{cid}_r", stack.connection({"credentials_path": path, "allowed_dags": ["*_hourly"]}))
     backend = _backend(stack)
-    running_dag("orders_hourly")
-    accepted(stack, backend.get_connection(cid))
-    accepted(stack, backend.get_connection(f"{cid}_r"))
+    with task_of("orders_hourly"):
+        accepted(stack, backend.get_connection(cid))
+        accepted(stack, backend.get_connection(f"{cid}_r"))
     for dag_id, conn_id, refused_by in [
         ("marketing_hourly", cid, "allowed_dags of its shared credential"),
         ("marketing_hourly", f"{cid}_r", "allowed_dags of its shared credential"),
         ("orders_daily", f"{cid}_r", "(allowed_dags: *_hourly)"),
         (None, cid, "outside any task"),
     ]:
-        running_dag(dag_id)
-        with caplog.at_level(logging.ERROR), pytest.raises(AirflowSecretsBackendAccessDenied) as info:
-            backend.get_connection(conn_id)
+        with contextlib.ExitStack() as context:
+            if dag_id is not None:
+                context.enter_context(task_of(dag_id))
+            with pytest.raises(AirflowSecretsBackendAccessDenied) as info:
+                backend.get_connection(conn_id)
         assert refused_by in str(info.value) and repr(conn_id) in str(info.value)
