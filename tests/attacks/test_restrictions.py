@@ -184,3 +184,31 @@ def test_a_restricted_connection_stays_restricted_after_an_awspending_fallback(
     assert stack.idp.token_requests(old.client_id) == 3
     _assert_restricted(backend, v.cid)  # the pending version's restrictions, and the connection's
     assert stack.idp.token_requests(old.client_id) == 3
+
+
+def test_a_task_scoped_variant_adopted_by_a_reread_keeps_the_new_versions_restrictions(stack: Stack) -> None:
+    """task_scopes give a task its own variant of the connection, held apart from the connection itself. After an
+    invalid_client re-read adopts a new version for that variant only, a DAG the new version refuses must not get
+    the variant's token through the old version it was checked against."""
+    write = "orders:read orders:write"
+    old = IdpClient(f"restricted-{uuid.uuid4().hex[:8]}", f"scoped-old-secret-{secrets.token_hex(12)}", scope=write)
+    LEAKS.plant(old.client_secret)
+    stack.idp.put_client(old)
+    suffix = uuid.uuid4().hex[:8]
+    cid, path = f"restricted_{suffix}", f"kong-credentials/{suffix}"
+    stack.put(path, _credential(stack, old) | {"scope": write})
+    task_scopes = [{"tasks": ["post_*"], "scope": write}]
+    block = {"credentials_path": path, "scope": "orders:read", "allowed_dags": OLD_DAGS, "task_scopes": task_scopes}
+    stack.put(f"connections/{cid}", stack.connection(block))
+    backend = _vault_backend(stack, credential_cache_ttl=600)
+    for dag_id in ("orders_hourly", "orders_daily"):
+        with task_of(dag_id, task_id="post_orders"):
+            accepted(stack, backend.get_connection(cid))
+    new = IdpClient(old.client_id, f"scoped-new-secret-{secrets.token_hex(12)}", scope=write)
+    LEAKS.plant(new.client_secret)
+    stack.idp.put_client(new)
+    stack.put(path, _credential(stack, new) | {"scope": write, "allowed_dags": NEW_DAGS})
+    with task_of("orders_hourly", try_number=2, task_id="post_orders"):  # invalid_client -> re-read -> adopted
+        accepted(stack, backend.get_connection(cid))
+    with task_of("orders_daily", task_id="post_orders"), pytest.raises(_access_denied(), match="'orders_daily'"):
+        backend.get_connection(cid)

@@ -66,7 +66,7 @@ def test_the_shared_credential_holds_the_endpoint_and_the_client() -> None:
 def test_a_borrowing_connection_may_set_no_field_of_the_credential(field: str) -> None:
     record = _connection(**{field: "https://attacker.example.com/token"})
     with pytest.raises(SecretFormatError, match=rf"kong_auth\.{field} may not be set by a connection that names"):
-        credentials_path(record, SETTINGS)  # refused before the credential is read
+        credentials_path(record, None, SETTINGS)  # refused before the credential is read
     with pytest.raises(SecretFormatError, match=rf"kong_auth\.{field} may not be set"):
         parse_kong_auth(record, shared=_shared(), settings=SETTINGS)
 
@@ -80,7 +80,7 @@ def test_the_allow_list_is_the_contracts() -> None:
 def test_every_refused_field_is_named_and_no_value_is_shown() -> None:
     record = _connection(token_url="https://attacker.example.com/t", client_id="someone-else")
     with pytest.raises(SecretFormatError) as info:
-        credentials_path(record, SETTINGS)
+        credentials_path(record, None, SETTINGS)
     assert "kong_auth.client_id, kong_auth.token_url" in str(info.value)
     assert "attacker" not in str(info.value) and "someone-else" not in str(info.value)
 
@@ -131,12 +131,13 @@ def test_flow_and_header_name_must_agree_where_both_set_them(
 
 
 def test_task_scopes_is_a_field_a_borrower_may_name() -> None:
-    credentials_path(_connection(task_scopes={"t": "orders:read"}), SETTINGS)  # not refused by the allow-list
+    credentials_path(_connection(task_scopes={"t": "orders:read"}), None, SETTINGS)  # not refused by the allow-list
 
 
-def test_a_credential_naming_another_credential_is_refused() -> None:
-    with pytest.raises(SecretFormatError, match="names a credentials_path of its own"):
-        parse_kong_auth(_connection(), shared=_shared(credentials_path="kong/other"), settings=SETTINGS)
+@pytest.mark.parametrize(("field", "value"), [("credentials_path", "kong/other"), ("task_scopes", [{"scope": "x"}])])
+def test_a_credential_setting_a_connections_own_field_is_refused(field: str, value: Any) -> None:
+    with pytest.raises(SecretFormatError, match=f"the shared credential at 'kong/consumers/orders' sets {field}"):
+        parse_kong_auth(_connection(), shared=_shared(**{field: value}), settings=SETTINGS)
 
 
 def test_parsing_never_mutates_either_secret() -> None:
@@ -188,11 +189,11 @@ def test_credentials_prefix_admits_whole_path_segments_only(prefix: str, path: s
     settings = backend_settings(credentials_prefix=prefix)
     record = SecretRecord(data={"kong_auth": {"credentials_path": path}}, path="secret/connections/c")
     if admitted:
-        assert credentials_path(record, settings) == path
+        assert credentials_path(record, None, settings) == path
         check_credentials_path(path, settings.credentials_prefix)
     else:
         with pytest.raises(SecretFormatError, match=rf"credentials_path '{path}' is outside credentials_prefix"):
-            credentials_path(record, settings)
+            credentials_path(record, None, settings)
 
 
 @pytest.mark.parametrize("prefix", ["", "/", "kong/../sys", "a\x07"])
