@@ -3,6 +3,11 @@
 - :func:`parse_kong_auth` reads a connection secret's ``kong_auth`` block, merged with its shared
   credential, into a :class:`KongAuth`. It reads nothing and changes nothing: the secret's data is
   never mutated, so a restriction such as ``allowed_dags`` cannot be lost on any path.
+- A shared credential (the secret at ``credentials_path``) is authoritative: it holds the endpoint and the
+  client; a connection naming it may set only :data:`BORROWER_FIELDS`, may only narrow its ``scope``, and
+  must agree with it on ``flow`` and ``header_name`` where both set them. The credential's own
+  ``allowed_dags`` apply in addition to the connection's. :func:`credentials_path` checks the connection
+  and confines the path under the ``credentials_prefix`` setting, by whole segments, before it is read.
 - :class:`KongConnection` is one version of a connection: the record, what ``kong_auth`` says, the flow
   that mints its tokens; :meth:`KongConnection.check_access` applies ``allowed_dags``.
 - :func:`kong_conn_value` is what Airflow gets back: the secret's own fields, the auth header in the
@@ -37,6 +42,8 @@ from urllib.parse import urlsplit
 
 from kong_secrets_backend.errors import AccessDenied, SecretFormatError
 from kong_secrets_backend.flows import parse_credential
+from kong_secrets_backend.flows.fields import scope_value
+from kong_secrets_backend.sources.paths import validate_secret_id
 from kong_secrets_backend.transport.urls import is_loopback
 
 if TYPE_CHECKING:
@@ -53,6 +60,11 @@ MAX_FIELD_CHARS = 64 * 1024  # no kong_auth value (a PEM key included) is legiti
 CONNECTION_FIELDS = ("allowed_dags", "credentials_path", "task_scopes")
 DAG_ID_PLACEHOLDER = "{dag_id}"  # in credentials_path: each DAG uses its own Kong consumer's credential
 _TASK_SCOPE_FIELDS = frozenset({"dags", "tasks", "scope"})
+# The only fields a connection that names a credentials_path may set: the shared credential holds the rest
+# (the endpoint, the client, its secret or key, audience, resource, token_params, ...).
+BORROWER_FIELDS = frozenset({"flow", "credentials_path", "header_name", "allowed_dags", "task_scopes", "scope"})
+AGREED_FIELDS = ("flow", "header_name")  # where both the connection and its shared credential set one
+_SHOWN_CHARS = 64  # a field name or path quoted in an error is cut to this length
 # The one header requests and aiohttp drop on a redirect to another origin (compared case-insensitively).
 REDIRECT_SAFE_HEADER = "authorization"
 
@@ -71,24 +83,53 @@ def load_kong_auth(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
-def credentials_path(record: SecretRecord, task: TaskIdentity | None) -> str | None:
-    """The shared credential a connection secret names, ``{dag_id}`` filled in from the running task (the
-    resolver validates the result as a path before it is read). A per-DAG credential outside any task is
-    refused: there is no DAG to pick its consumer."""
-    path = load_kong_auth(record.data["kong_auth"]).get("credentials_path")
+def credentials_path(record: SecretRecord, task: TaskIdentity | None, settings: Settings) -> str | None:
+    """The shared credential a connection secret names, ``{dag_id}`` filled in from the running task, checked
+    before it is read: a safe path under ``credentials_prefix``, named by a connection that sets only the
+    fields a borrower may set. A per-DAG credential outside any task is refused: there is no DAG to pick its
+    consumer. Pure."""
+    block = load_kong_auth(record.data["kong_auth"])
+    path = block.get("credentials_path")
     if path is not None and (not isinstance(path, str) or not path.strip("/")):
         raise SecretFormatError("kong_auth.credentials_path must be a non-empty string")
-    if path is None or DAG_ID_PLACEHOLDER not in path:
-        return path
-    if task is None:
-        raise AccessDenied(
-            f"kong_auth.credentials_path {path} names a credential per DAG and this resolution is outside any "
-            "task (dag_id: none)"
-        )
-    from kong_secrets_backend.sources.paths import validate_secret_id
+    if path is None:
+        return None
+    if DAG_ID_PLACEHOLDER in path:
+        if task is None:
+            raise AccessDenied(
+                f"kong_auth.credentials_path {_shown(path)} names a credential per DAG and this resolution is "
+                "outside any task (dag_id: none)"
+            )
+        validate_secret_id(task.dag_id, kind="dag_id")
+        path = path.replace(DAG_ID_PLACEHOLDER, task.dag_id)
+    validate_secret_id(path.strip("/"), kind="kong_auth.credentials_path")
+    check_credentials_path(path, settings.credentials_prefix)
+    check_borrower_fields(block, path)
+    return path
 
-    validate_secret_id(task.dag_id, kind="dag_id")
-    return path.replace(DAG_ID_PLACEHOLDER, task.dag_id)
+
+def check_credentials_path(path: str, prefix: str | None) -> None:
+    """Refuse a credentials_path outside ``prefix``, by whole path segments (``kong/consumers`` admits
+    ``kong/consumers/x``, not ``kong/consumers-admin/x`` nor ``kong/consumers`` itself)."""
+    if prefix is None:
+        return
+    wanted = prefix.strip("/").split("/")
+    segments = path.strip("/").split("/")
+    if len(segments) <= len(wanted) or segments[: len(wanted)] != wanted:
+        raise SecretFormatError(
+            f"kong_auth.credentials_path {_shown(path)!r} is outside credentials_prefix {prefix!r}; it was not read"
+        )
+
+
+def check_borrower_fields(block: Mapping[str, Any], path: str) -> None:
+    """A connection that names a credentials_path sets only BORROWER_FIELDS; any other is refused by name."""
+    refused = sorted(set(block) - BORROWER_FIELDS)
+    if refused:
+        raise SecretFormatError(
+            f"kong_auth.{', kong_auth.'.join(_shown(n) for n in refused)} may not be set by a connection that "
+            f"names credentials_path {_shown(path)!r}: the shared credential holds the endpoint and the client "
+            f"(a connection may set only {', '.join(sorted(BORROWER_FIELDS))})"
+        )
 
 
 def is_per_dag(record: SecretRecord) -> bool:
@@ -126,6 +167,7 @@ class KongAuth:
     version: str | None = None  # the credential's version: the connection's, or path@version of the shared one
     task_scopes: tuple[TaskScope, ...] = ()
     per_dag: bool = False  # credentials_path names one credential per DAG ({dag_id})
+    credential_allowed_dags: tuple[str, ...] | None = None  # the shared credential's own, enforced as well
 
     def scope_for(self, task: TaskIdentity | None) -> str | None:
         """The scope of this task's token: the first matching task_scopes entry's, else the block's."""
@@ -140,17 +182,21 @@ def parse_kong_auth(
     record: SecretRecord, *, shared: SecretRecord | None, settings: Settings, task: TaskIdentity | None = None
 ) -> KongAuth:
     """Parse a Kong connection secret (and the shared credential it names, already read; ``task`` fills in a
-    ``{dag_id}`` credentials_path). Pure."""
+    ``{dag_id}`` credentials_path). Pure: it reads nothing and changes neither secret; every rule of a shared
+    credential is checked on every call."""
     check_kong_connection_fields(record.data, allow_insecure_http=settings.allow_insecure_http)
     block = load_kong_auth(record.data["kong_auth"])
     check_field_sizes(block)
     allowed_dags = parse_allowed_dags(block.get("allowed_dags"))
     task_scopes = parse_task_scopes(block.get("task_scopes"))
-    path = credentials_path(record, task)
+    path = credentials_path(record, task, settings)
     credential_block = {k: v for k, v in block.items() if k not in CONNECTION_FIELDS}
     version = record.version
-    if shared is not None:
-        credential_block = {**credential_block, **shared_fields(shared)}
+    credential_allowed_dags = None
+    if path is not None:
+        if shared is None:
+            raise SecretFormatError(f"kong_auth.credentials_path {_shown(path)!r} was not read")
+        credential_block, credential_allowed_dags = borrowed_credential(block, shared_fields(shared), path)
         # connections sharing one credential share its tokens: the key follows the credential's version
         version = f"{shared.path}@{shared.version}"
     credential = parse_credential(credential_block, settings=settings, version=version)
@@ -163,7 +209,73 @@ def parse_kong_auth(
         version=version,
         task_scopes=task_scopes,
         per_dag=is_per_dag(record),
+        credential_allowed_dags=credential_allowed_dags,
     )
+
+
+def borrowed_credential(
+    block: Mapping[str, Any], shared: Mapping[str, Any], path: str
+) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+    """The kong_auth block a borrowing connection gets (a new dict: the shared credential's fields, narrowed
+    by the connection's scope, completed by its flow and header_name) and the credential's own allowed_dags."""
+    check_field_sizes(shared)
+    own = sorted(set(shared) & {"credentials_path", "task_scopes"})
+    if own:
+        raise SecretFormatError(f"the shared credential at {_shown(path)!r} sets {', '.join(own)}: a connection's own")
+    credential_allowed_dags = parse_allowed_dags(
+        shared.get("allowed_dags"), field_name=f"allowed_dags of the shared credential at {_shown(path)!r}"
+    )
+    merged = {k: v for k, v in shared.items() if k != "allowed_dags"}
+    for name in AGREED_FIELDS:
+        mine, theirs = block.get(name), shared.get(name)
+        if mine is None:
+            continue
+        if theirs is None:
+            merged[name] = mine
+        elif not _agree(name, mine, theirs):
+            raise SecretFormatError(
+                f"kong_auth.{name} of the connection differs from that of its shared credential at "
+                f"{_shown(path)!r}; where both set it they must agree"
+            )
+    scope = narrowed_scope(block.get("scope"), shared.get("scope"), path)
+    if scope is not None:
+        merged["scope"] = scope
+    return merged, credential_allowed_dags
+
+
+def narrowed_scope(asked: Any, granted: Any, path: str) -> str | None:
+    """The connection's scope, if it sets one: a subset (as a set of space-separated values) of the shared
+    credential's; a credential without a scope admits none."""
+    wanted = scope_value(asked)
+    if wanted is None:
+        return None
+    held = scope_value(granted)
+    if held is None:
+        raise SecretFormatError(
+            f"kong_auth.scope is set but the shared credential at {_shown(path)!r} has no scope; "
+            "a connection may only narrow its shared credential's scope"
+        )
+    beyond = sorted(set(wanted.split()) - set(held.split()))
+    if beyond:
+        shown = " ".join(beyond)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        raise SecretFormatError(
+            f"kong_auth.scope asks for {shown!r} beyond the scope of its shared credential at {_shown(path)!r}; "
+            "a connection may only narrow it"
+        )
+    return wanted
+
+
+def _agree(name: str, mine: Any, theirs: Any) -> bool:
+    if name == "header_name" and isinstance(mine, str) and isinstance(theirs, str):
+        return mine.lower() == theirs.lower()  # HTTP header names are case-insensitive
+    return bool(mine == theirs)
+
+
+def _shown(text: str) -> str:
+    """A field name or path from a secret, fit for an error: printable characters only, and short."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 def parse_task_scopes(value: Any) -> tuple[TaskScope, ...]:
@@ -240,19 +352,14 @@ class KongConnection:
         return str(self.auth.credential.header_name)
 
     def check_access(self, conn_id: str, task: TaskIdentity | None) -> None:
-        """Raise AccessDenied unless allowed_dags admits the running task's dag_id."""
-        patterns = self.auth.allowed_dags
-        if patterns is None:
-            return
-        if task is None:
-            raise AccessDenied(
-                f"conn_id {conn_id!r} is restricted by allowed_dags ({', '.join(patterns)}) and this resolution "
-                "is outside any task (dag_id: none)"
-            )
-        if not any(fnmatchcase(task.dag_id, p) for p in patterns):
-            raise AccessDenied(
-                f"conn_id {conn_id!r} may not be used by dag_id {task.dag_id!r} (allowed_dags: {', '.join(patterns)})"
-            )
+        """Raise AccessDenied unless allowed_dags admits the running task's dag_id: the connection's own and
+        those of its shared credential, both."""
+        auth = self.auth
+        if auth.allowed_dags is not None:
+            _check_dags(conn_id, task, auth.allowed_dags, "allowed_dags")
+        if auth.credential_allowed_dags is not None:
+            where = f"allowed_dags of its shared credential at {auth.credentials_path}"
+            _check_dags(conn_id, task, auth.credential_allowed_dags, where)
 
     def conn_value(self, token: Token, conn_id: str, extra_headers: Mapping[str, str]) -> str:
         """The JSON Airflow gets back, with token in the auth header."""
@@ -266,14 +373,26 @@ class KongConnection:
         )
 
 
-def parse_allowed_dags(value: Any) -> tuple[str, ...] | None:
+def _check_dags(conn_id: str, task: TaskIdentity | None, patterns: tuple[str, ...], where: str) -> None:
+    if task is None:
+        raise AccessDenied(
+            f"conn_id {conn_id!r} is restricted by {where} ({', '.join(patterns)}) and this resolution "
+            "is outside any task (dag_id: none)"
+        )
+    if not any(fnmatchcase(task.dag_id, p) for p in patterns):
+        raise AccessDenied(
+            f"conn_id {conn_id!r} may not be used by dag_id {task.dag_id!r} ({where}: {', '.join(patterns)})"
+        )
+
+
+def parse_allowed_dags(value: Any, *, field_name: str = "kong_auth.allowed_dags") -> tuple[str, ...] | None:
     """None when the field is absent; else a non-empty tuple of glob patterns."""
     if value is None:
         return None
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(p, str) and p for p in value):
-        raise SecretFormatError("kong_auth.allowed_dags must be a non-empty list of dag_id patterns")
+        raise SecretFormatError(f"{field_name} must be a non-empty list of dag_id patterns")
     return tuple(value)
 
 

@@ -18,6 +18,7 @@ from kong_secrets_backend.airflow_bridge.task import current_task
 from kong_secrets_backend.airflow_bridge.trace_headers import correlation_headers
 from kong_secrets_backend.connection import (
     KongConnection,
+    check_credentials_path,
     credentials_path,
     is_per_dag,
     parse_kong_auth,
@@ -77,7 +78,10 @@ class Resolver:
             return found  # None, or a plain connection exactly as the official backend returns it
         key, conn = found
         conn.check_access(conn_id, task)
-        key, conn = self._for_task(key, conn, task)
+        key, scoped = self._for_task(key, conn, task)
+        if scoped is not conn:  # a task-scoped variant, maybe of a newer version (a refused credential re-read)
+            scoped.check_access(conn_id, task)
+            conn = scoped
         reader = _Reader(self, conn_id, team_name, task)
         served = rt.keeper.serve(key, conn, deadline, task=task, reader=reader, label=f"conn_id {conn_id}")
         if served.connection is not conn:  # a re-read or pending version: its restrictions hold too
@@ -189,7 +193,7 @@ class Resolver:
             return None
         if "kong_auth" not in record.data:  # plain connections are read every time, like the official backends
             return record.plain if record.plain is not None else plain_conn_value(record.data)
-        path = credentials_path(record, task)
+        path = credentials_path(record, task, self.runtime.settings)  # checked (fields, prefix) before it is read
         shared = None
         if path is not None:
             shared = self._shared_credential(path, deadline, fresh=fresh, per_dag=is_per_dag(record))
@@ -224,7 +228,7 @@ class Resolver:
     def _shared_credential(
         self, path: str, deadline: Deadline, *, fresh: bool = False, per_dag: bool = False
     ) -> SecretRecord:
-        validate_secret_id(path.strip("/"), kind="kong_auth.credentials_path")
+        self._check_credentials_path(path)
         key = ("credentials", path)
         cached = None if fresh else self.runtime.records.get(key)
         if cached is not None:
@@ -237,6 +241,11 @@ class Resolver:
         mask(*(v for v in shared_fields(record).values() if isinstance(v, str)))
         self.runtime.records[key] = record
         return record
+
+    def _check_credentials_path(self, path: str) -> None:
+        """Before a shared credential is read: a safe path, under ``credentials_prefix``."""
+        validate_secret_id(path.strip("/"), kind="kong_auth.credentials_path")
+        check_credentials_path(path, self.runtime.settings.credentials_prefix)
 
     def pending(
         self, current: KongConnection, deadline: Deadline, task: TaskIdentity | None = None
@@ -251,9 +260,10 @@ class Resolver:
             record = read_pending("connections", current.record.path, deadline)
             if record is None or "kong_auth" not in record.data:
                 return None
-            pending_path = credentials_path(record, task)
+            pending_path = credentials_path(record, task, self.runtime.settings)
             shared = None if pending_path is None else self._shared_credential(pending_path, deadline)
             return self._kong_connection(record, shared, task)
+        self._check_credentials_path(path)
         shared = read_pending("credentials", path, deadline)
         if shared is None:
             return None
@@ -274,7 +284,11 @@ class Resolver:
 
 
 class _Reader:
-    """How the token keeper reads one connection again (a CredentialReader), as the task uses it."""
+    """How the token keeper reads one connection again (a CredentialReader), as the task uses it.
+
+    Each version it hands back has passed its own ``allowed_dags`` (the connection's and its shared
+    credential's) for the running task before the keeper mints with it or adopts it.
+    """
 
     __slots__ = ("conn_id", "resolver", "task", "team_name")  # built on every resolution (the hot path)
 
@@ -283,11 +297,17 @@ class _Reader:
 
     def reread(self, deadline: Deadline) -> KongConnection | None:
         loaded = self.resolver._load(self.conn_id, self.team_name, deadline, self.task, fresh=True)
-        return self.resolver.as_task_uses_it(loaded, self.task) if isinstance(loaded, KongConnection) else None
+        if not isinstance(loaded, KongConnection):
+            return None
+        loaded.check_access(self.conn_id, self.task)
+        return self.resolver.as_task_uses_it(loaded, self.task)
 
     def pending(self, current: KongConnection, deadline: Deadline) -> KongConnection | None:
         found = self.resolver.pending(current, deadline, self.task)
-        return None if found is None else self.resolver.as_task_uses_it(found, self.task)
+        if found is None:
+            return None
+        found.check_access(self.conn_id, self.task)
+        return self.resolver.as_task_uses_it(found, self.task)
 
 
 def _value_field(record: SecretRecord | None) -> str | None:

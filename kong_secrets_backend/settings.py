@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from kong_secrets_backend.errors import ConfigError
+from kong_secrets_backend.errors import ConfigError, SecretIdError
 from kong_secrets_backend.settings_schema import Setting, defaults, reference_table
 from kong_secrets_backend.sources import SOURCES
 from kong_secrets_backend.sources.aws_settings import AWS_KWARGS, AWS_SETTINGS, AwsSettings, parse_aws_settings
+from kong_secrets_backend.sources.paths import validate_secret_id
 from kong_secrets_backend.sources.vault_settings import (
     HVAC_CLIENT_KWARGS,
     HVAC_CLIENT_SETTINGS,
@@ -70,6 +71,13 @@ OWN_SETTINGS: tuple[Setting, ...] = (
         "seconds one resolution may take in all, whatever the peers do (retries included)",
         minimum=0.1,
         maximum=600,
+    ),
+    Setting(
+        "credentials_prefix",
+        "string",
+        None,
+        "confine every `kong_auth.credentials_path` under this path, by whole segments (`kong/consumers` admits"
+        " `kong/consumers/x`, not `kong/consumers-admin/x`); a path outside it is refused before it is read",
     ),
     Setting(
         "credential_cache_ttl",
@@ -136,6 +144,7 @@ class Settings:
     token_cache_dir: str | None
     allow_insecure_http: bool
     deadline: float
+    credentials_prefix: str | None
     credential_cache_ttl: float
     refresh_margin_min: float
     refresh_margin_fraction: float
@@ -161,12 +170,25 @@ def parse_backend_kwargs(kwargs: Mapping[str, Any]) -> Settings:
             if values[other] != wanted:
                 raise ConfigError(f"{setting.name} is only used with {other} {wanted!r}")
         values[setting.name] = setting.read(value)
+    values["credentials_prefix"] = _path_prefix("credentials_prefix", values["credentials_prefix"])
     settings = Settings(
         **values,
         vault=parse_vault_settings(kwargs) if source == "vault" else None,
         aws=parse_aws_settings(kwargs) if source == "aws" else None,
     )
     return _with_fingerprint(settings, kwargs)
+
+
+def _path_prefix(name: str, value: str | None) -> str | None:
+    """A path prefix without its outer slashes; refused when empty or when it could leave its path."""
+    if value is None:
+        return None
+    stripped = value.strip("/")
+    try:
+        validate_secret_id(stripped, kind=name)
+    except SecretIdError as exc:
+        raise ConfigError(str(exc)) from None
+    return stripped
 
 
 def _check_kwarg_names(kwargs: Mapping[str, Any], source: str) -> None:

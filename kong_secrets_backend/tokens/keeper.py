@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kong_secrets_backend.cache.bounded import BoundedMap
-from kong_secrets_backend.errors import KongAuthError, TokenEndpointError
+from kong_secrets_backend.errors import AccessDenied, KongAuthError, TokenEndpointError
 from kong_secrets_backend.tokens import Origin
 
 if TYPE_CHECKING:
@@ -182,6 +182,8 @@ class TokenKeeper:
         # (AWS Secrets Manager: AWSPENDING is written and set at the IdP, then AWSCURRENT moves to it).
         try:
             pending = reader.pending(reread, deadline)
+        except AccessDenied:  # the pending version's allowed_dags refuse this task: that is the answer
+            raise
         except KongAuthError as unreadable:  # the refusal stays the error to report
             log.warning("kong-secrets-backend: %s: cannot use the pending credential version (%s)", label, unreadable)
             pending = None

@@ -79,7 +79,7 @@ SECRET_CASES: list[tuple[str, Case, str]] = [
     ("url_not_string", lambda s, f: _conn(s, _auth(s, token_url=5)), "token_url must be"),
     (
         "credentials_path_missing",
-        lambda s, f: _conn(s, _auth(s, credentials_path="kong-credentials/none")),
+        lambda s, f: _conn(s, {"credentials_path": "kong-credentials/none"}),  # a borrower sets no credential field
         "holds no secret",
     ),
     (

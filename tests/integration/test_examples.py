@@ -71,8 +71,9 @@ def test_vault_policy_and_approle_script_give_the_backend_exactly_what_it_reads(
     role_id = line.removeprefix("role_id=")
 
     cid = f"kong_{suffix}"
-    stack.put(f"connections/{cid}", stack.kong_connection(credentials_path=f"kong-credentials/{cid}"))
-    stack.put(f"kong-credentials/{cid}", {"client_secret": stack.clients["airflow-orders"].client_secret})
+    # The shared credential holds the endpoint and the client; the connection only names it.
+    stack.put(f"connections/{cid}", stack.connection({"credentials_path": f"kong-credentials/{cid}"}))
+    stack.put(f"kong-credentials/{cid}", stack.kong_auth())
     stack.put(f"elsewhere/{cid}", {"value": "not for airflow"})
 
     client = hvac.Client(url=stack.bao.url)

@@ -9,7 +9,7 @@ import pytest
 from kong_secrets_backend.airflow_bridge.task import TaskIdentity
 from kong_secrets_backend.cache.memory import MemoryTokenCache
 from kong_secrets_backend.connection import KongAuth, KongConnection
-from kong_secrets_backend.errors import TokenEndpointError
+from kong_secrets_backend.errors import AccessDenied, TokenEndpointError
 from kong_secrets_backend.sources import SecretRecord
 from kong_secrets_backend.tokens import Origin, RefreshPolicy, Token
 from kong_secrets_backend.tokens.broker import TokenBroker
@@ -236,3 +236,19 @@ def test_a_connection_is_current_for_max_age_and_last_survives_it(
     clock.now += 61
     assert keeper.current(KEY, max_age=60) is None
     assert keeper.last(KEY) is conn
+
+
+def test_a_pending_version_refusing_the_task_is_the_answer_not_the_idps_refusal(
+    keeper: TokenKeeper, clock: Clock, idp: FakeIdp
+) -> None:
+    current = connection("s1", clock, idp)
+    keeper.adopt(KEY, current)
+    idp.accepted.add("pending")
+
+    class RefusingReader(Reader):
+        def pending(self, current: KongConnection, deadline: Deadline) -> KongConnection | None:
+            raise AccessDenied("conn_id 'orders' may not be used by dag_id 'marketing'")
+
+    with pytest.raises(AccessDenied, match="marketing"):
+        serve(keeper, current, RefusingReader(reread=current))
+    assert idp.minted == [] and keeper.last(KEY) is current  # nothing minted, nothing adopted
