@@ -43,6 +43,7 @@ class BackendConfig:
     default_token_ttl: float = 300.0  # token lifetime when the IdP sends neither expires_in nor a JWT exp
     task_headers: bool = True  # X-Airflow-Dag-Id/-Task-Id/-Run-Id/-Try-Number on Kong connections (trace_headers.py)
     traceparent: bool = True  # W3C traceparent of the active OpenTelemetry span on Kong connections
+    fast_masking: bool = True  # give Airflow's secrets masker a token index (masking.py, docs/masking.md)
     aws: AwsSettings | None = None  # source "aws": SecretsManagerBackend's settings
     fingerprint: str = field(default="", repr=False, compare=False)
 
@@ -60,6 +61,7 @@ _OWN_KWARGS: dict[str, Any] = {
     "default_token_ttl": 300.0,
     "task_headers": True,
     "traceparent": True,
+    "fast_masking": True,
 }
 
 
@@ -95,6 +97,7 @@ def parse_backend_kwargs(kwargs: Mapping[str, Any]) -> BackendConfig:
         default_token_ttl=as_number("default_token_ttl", own["default_token_ttl"], minimum=1, maximum=86400),
         task_headers=as_bool("task_headers", own["task_headers"]),
         traceparent=as_bool("traceparent", own["traceparent"]),
+        fast_masking=as_bool("fast_masking", own["fast_masking"]),
     )
     return _with_fingerprint(config, kwargs)
 

@@ -1,0 +1,320 @@
+"""A token index inside Airflow's secrets masker: matching cost independent of how many tokens it holds.
+
+Airflow's ``SecretsMasker.add_mask`` adds ``re.escape(secret)`` to the set ``masker.patterns`` and recompiles
+``masker.replacer = re.compile("|".join(masker.patterns))`` on every new secret; every string it redacts goes
+through ``masker.replacer.sub(replacement, text)``. A process that mints a token every few minutes therefore
+recompiles an ever longer regex on each mint (and CPython's ``re`` cache keeps up to 512 of them alive), and
+every log line is matched against all of them (docs/masking.md has the measurements).
+
+This module gives the masker instance two things instead, by switching its class to a subclass of its own
+class (:func:`install`) that adds two properties:
+
+- ``patterns`` becomes an :class:`IndexedPatterns` set: a pattern whose secret is *token-shaped* (only
+  characters of an OAuth bearer token, RFC 6750 ``b64token``, plus ``%`` and ``=`` so that URL-encoded forms
+  qualify, and at least :data:`TOKEN_MIN_LENGTH` long) goes into a :class:`TokenIndex` (a set, and a dict of
+  its 16-character prefixes) and not into the set the regex is joined from. So does a secret that *contains*
+  an indexed token, such as the whole ``conn.extra`` JSON that the task SDK masks on every connection it
+  returns, or ``"Bearer <token>"``: it is filed under that token. Everything else (a PEM private key, a short
+  password) stays a regex alternative as before; those are credentials, registered once per process.
+- ``replacer`` becomes a :class:`Replacer` whose ``sub`` masks the union of what the regex matches and what the
+  index finds: one fixed regex finds runs of token characters, each run is looked up in the set (and, when it
+  is longer than a token, scanned for indexed 16-character prefixes), and each found token is checked against
+  the secrets filed under it. Adding a token is O(1); redacting a string is O(its length), whatever the number
+  of tokens.
+
+Masking is exact: the index masks every occurrence of every indexed value, as the regex did; where a regex
+match and an index match overlap, the union is masked. Nothing is ever forgotten (a token costs a few hundred
+bytes here), so an expired token stays masked.
+
+The hook relies on the masker's shape, which is not Airflow's public API. :func:`install` first checks the
+attributes and then runs a probe on a scratch instance of the same class; if anything differs it changes
+nothing and returns the reason, and the caller falls back to Airflow's masker as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+TOKEN_MIN_LENGTH = 16  # shorter values stay regex alternatives (also: the prefix length of the index)
+_TOKEN_CHARS = r"A-Za-z0-9\-._~+/=%"
+_TOKEN_SHAPED = re.compile(rf"[{_TOKEN_CHARS}]{{{TOKEN_MIN_LENGTH},}}")  # fullmatch: a value the index takes
+_RUN = _TOKEN_SHAPED  # finditer: the maximal runs of token characters in a redacted string
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)  # re.escape prefixes a backslash; nothing else
+
+
+def unescape(pattern: str) -> str:
+    """The secret a ``re.escape``-d pattern was made from."""
+    return _UNESCAPE.sub(r"\1", pattern)
+
+
+class TokenIndex:
+    """Token-shaped secrets, and the longer secrets that contain them, found in O(length of the text)."""
+
+    def __init__(self) -> None:
+        self._tokens: set[str] = set()
+        self._by_prefix: dict[str, tuple[str, ...]] = {}
+        self._blobs: set[str] = set()
+        self._blobs_by_token: dict[str, tuple[tuple[str, int], ...]] = {}  # token -> (blob, token's offset in it)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tokens) + len(self._blobs)
+
+    def __contains__(self, secret: object) -> bool:
+        return secret in self._tokens or secret in self._blobs
+
+    def values(self) -> list[str]:
+        """Every secret held (for handing them back to a plain masker)."""
+        with self._lock:
+            return [*self._tokens, *self._blobs]
+
+    def offer(self, secret: str) -> bool:
+        """Hold ``secret`` if it is token-shaped or contains a held token; False leaves it to the regex."""
+        if secret in self:
+            return True
+        if _TOKEN_SHAPED.fullmatch(secret):
+            with self._lock:
+                if secret not in self._tokens:
+                    prefix = secret[:TOKEN_MIN_LENGTH]
+                    self._by_prefix[prefix] = (*self._by_prefix.get(prefix, ()), secret)
+                    self._tokens.add(secret)
+            return True
+        found = self._token_spans(secret)
+        if not found:
+            return False
+        start, end = found[0]
+        token = secret[start:end]
+        with self._lock:
+            if secret not in self._blobs:
+                self._blobs_by_token[token] = (*self._blobs_by_token.get(token, ()), (secret, start))
+                self._blobs.add(secret)
+        return True
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where held secrets occur in ``text`` (possibly overlapping)."""
+        if not self._tokens:
+            return []
+        spans = self._token_spans(text)
+        if self._blobs_by_token:
+            for start, end in list(spans):
+                for blob, offset in self._blobs_by_token.get(text[start:end], ()):
+                    at = start - offset
+                    if at >= 0 and text.startswith(blob, at):
+                        spans.append((at, at + len(blob)))
+        return spans
+
+    def _token_spans(self, text: str) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        tokens, by_prefix, k = self._tokens, self._by_prefix, TOKEN_MIN_LENGTH
+        for run in _RUN.finditer(text):
+            value, base = run.group(), run.start()
+            if value in tokens:
+                spans.append((base, run.end()))
+                continue
+            for i in range(len(value) - k + 1):  # a token glued to other token characters: "Bearer+<token>"
+                candidates = by_prefix.get(value[i : i + k])
+                if candidates:
+                    for token in candidates:
+                        if value.startswith(token, i):
+                            spans.append((base + i, base + i + len(token)))
+        return spans
+
+
+class IndexedPatterns(set[str]):
+    """``masker.patterns``: a pattern whose secret the index takes never reaches the joined regex."""
+
+    def __init__(self, patterns: Iterable[str] = (), index: TokenIndex | None = None) -> None:
+        super().__init__()
+        self.index = index if index is not None else TokenIndex()
+        for pattern in patterns:
+            self.add(pattern)
+
+    def add(self, pattern: str) -> None:
+        if isinstance(pattern, str) and self.index.offer(unescape(pattern)):
+            return
+        super().add(pattern)
+
+    def __contains__(self, pattern: object) -> bool:
+        if super().__contains__(pattern):
+            return True
+        return isinstance(pattern, str) and unescape(pattern) in self.index
+
+
+class Replacer:
+    """``masker.replacer``: Airflow calls ``sub(replacement, text)`` and tests its truth."""
+
+    def __init__(self, regex: re.Pattern[str] | None, index: TokenIndex) -> None:
+        self.regex = regex
+        self.index = index
+
+    def __bool__(self) -> bool:
+        return self.regex is not None or len(self.index) > 0
+
+    def sub(self, replacement: str, text: str, count: int = 0) -> str:
+        spans = self.index.spans(text)
+        if not spans:
+            return self.regex.sub(replacement, text, count) if self.regex is not None else text
+        if self.regex is not None:
+            spans.extend(m.span() for m in self.regex.finditer(text))
+        spans.sort()
+        out: list[str] = []
+        position = 0
+        start, end = spans[0]
+        for s, e in spans[1:]:
+            if s <= end:  # overlapping or adjacent: one mask
+                end = max(end, e)
+                continue
+            out += [text[position:start], replacement]
+            position, start, end = end, s, e
+        out += [text[position:start], replacement, text[end:]]
+        return "".join(out)
+
+
+# -- the masker hook ------------------------------------------------------------------------------
+
+_PATTERNS = "_ksb_patterns"
+_REGEX = "_ksb_regex"
+_REPLACER = "_ksb_replacer"
+_subclasses: dict[type, type] = {}
+
+
+def _get_patterns(self: Any) -> IndexedPatterns:
+    return self.__dict__[_PATTERNS]
+
+
+def _set_patterns(self: Any, value: Iterable[str]) -> None:
+    # Airflow's reset_masker assigns a new empty set: start a new index too (a reset forgets everything).
+    patterns = IndexedPatterns(value)
+    self.__dict__[_PATTERNS] = patterns
+    self.__dict__[_REPLACER] = Replacer(self.__dict__.get(_REGEX), patterns.index)
+
+
+def _get_replacer(self: Any) -> Replacer:
+    return self.__dict__[_REPLACER]
+
+
+def _set_replacer(self: Any, value: Any) -> None:
+    if isinstance(value, Replacer):
+        value = value.regex
+    if isinstance(value, re.Pattern) and not value.pattern:
+        value = None  # every pattern went to the index: "|".join of nothing would match everywhere
+    self.__dict__[_REGEX] = value
+    self.__dict__[_REPLACER] = Replacer(value, self.__dict__[_PATTERNS].index)
+
+
+def indexed_class(base: type) -> type:
+    """The subclass of ``base`` (Airflow's masker class) with the indexed ``patterns`` and ``replacer``."""
+    cls = _subclasses.get(base)
+    if cls is None:
+        cls = type(
+            base.__name__,
+            (base,),
+            {
+                "__module__": __name__,
+                "__doc__": f"{base.__doc__ or ''} (token index added by kong-secrets-backend)",
+                "patterns": property(_get_patterns, _set_patterns),
+                "replacer": property(_get_replacer, _set_replacer),
+            },
+        )
+        _subclasses[base] = cls
+    return cls
+
+
+def is_installed(masker: object) -> bool:
+    return type(masker) in _subclasses.values()
+
+
+def _shape_problem(masker: object) -> str | None:
+    base = type(masker)
+    state = getattr(masker, "__dict__", None)
+    if not isinstance(state, dict):
+        return "the masker has no instance dictionary"
+    if not isinstance(state.get("patterns"), set):
+        return "masker.patterns is not a set"
+    replacer = state.get("replacer", getattr(base, "replacer", None))
+    if replacer is not None and not isinstance(replacer, re.Pattern):
+        return "masker.replacer is not a compiled regex"
+    for name in ("add_mask", "redact", "reset_masker"):
+        if not callable(getattr(masker, name, None)):
+            return f"masker.{name} is missing"
+    if isinstance(getattr(base, "patterns", None), property) or isinstance(getattr(base, "replacer", None), property):
+        return "masker.patterns or masker.replacer is already a property"
+    return None
+
+
+def _probe(base: type) -> str | None:
+    """Run the hook on a scratch instance of ``base``: the real masker is touched only if this passes."""
+    token = "probe-token.AbC123_~xYz-0987654321"
+    blob = '{"Authorization": "Bearer ' + token + '"}'
+    other = "probe secret with spaces, and (regex) chars!"
+    try:
+        scratch = base()
+        scratch.__class__ = indexed_class(base)
+        _adopt(scratch)
+        scratch.add_mask(token)
+        if scratch.redact("nothing to hide here") != "nothing to hide here":
+            return "an index-only masker changed a clean string"
+        scratch.add_mask(blob)
+        scratch.add_mask(other)
+        regex = scratch.__dict__[_REGEX]
+        if regex is None or token in regex.pattern or "Bearer" in regex.pattern:
+            return "the masker did not join its regex from masker.patterns"
+        if token not in scratch.patterns or blob not in scratch.patterns.index:
+            return "masker.patterns did not receive re.escape(secret)"
+        checks = {
+            f"a {token} b": "a *** b",
+            f"log: {blob}.": "log: ***.",
+            f"x={other}=y": "x=***=y",
+            f"Authorization=Bearer+{token}&z": "Authorization=Bearer+***&z",
+        }
+        for text, expected in checks.items():
+            if scratch.redact(text) != expected:
+                return "the masker did not redact through masker.replacer.sub"
+        scratch.reset_masker()
+        if scratch.redact(f"a {token} b") != f"a {token} b" or len(scratch.patterns.index):
+            return "masker.reset_masker did not assign masker.patterns and masker.replacer"
+    except Exception as exc:
+        return f"the probe raised {type(exc).__name__}"
+    return None
+
+
+def _adopt(masker: Any) -> None:
+    """Move the plain ``patterns``/``replacer`` of a masker whose class was just switched into the index."""
+    state = masker.__dict__
+    old_patterns = state.pop("patterns", set())
+    state.pop("replacer", None)
+    patterns = IndexedPatterns(old_patterns)
+    state[_PATTERNS] = patterns
+    kept = sorted(patterns)
+    state[_REGEX] = re.compile("|".join(kept)) if kept else None
+    state[_REPLACER] = Replacer(state[_REGEX], patterns.index)
+
+
+def install(masker: object) -> str | None:
+    """Give ``masker`` the token index. Returns None when done (or already done), else why it was not."""
+    if is_installed(masker):
+        return None
+    problem = _shape_problem(masker) or _probe(type(masker))
+    if problem:
+        return problem
+    base = type(masker)
+    masker.__class__ = indexed_class(base)
+    _adopt(masker)
+    return None
+
+
+def uninstall(masker: object) -> None:
+    """Give ``masker`` back its own class, with every indexed secret a regex alternative again."""
+    if not is_installed(masker):
+        return
+    state = masker.__dict__
+    patterns: IndexedPatterns = state.pop(_PATTERNS)
+    state.pop(_REGEX, None)
+    state.pop(_REPLACER, None)
+    plain = set(patterns) | {re.escape(value) for value in patterns.index.values()}
+    masker.__class__ = type(masker).__mro__[1]
+    state["patterns"] = plain
+    state["replacer"] = re.compile("|".join(plain)) if plain else None
