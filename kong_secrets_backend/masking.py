@@ -4,12 +4,13 @@ Every value goes through Airflow's public ``mask_secret`` (which also tells a ta
 each URL-encoded form Airflow may print (``Connection.get_uri()`` quotes a password with ``quote(safe="")``
 and urlencodes extras with ``quote_plus``).
 
-With the backend kwarg ``fast_masking`` (default true) the process's masker also gets a token index
-(masking_index.py): token-shaped values, and the secrets that contain them (the ``conn.extra`` JSON the task
-SDK masks on every connection it returns, ``"Bearer <token>"``), are looked up in a set instead of being
-joined into the one regex Airflow recompiles on every new secret. Without it, a process that has minted
-1,000 tokens spends most of each resolution in the masker (docs/masking.md). If the masker's shape is not
-what the index expects, one WARNING is logged and Airflow's masker is used as it is.
+With the backend kwarg ``fast_masking`` (default true) the process's masker also gets an index
+(masking_index.py): tokens, and every other secret with a run of 16 token characters (the ``conn.extra``
+JSON the task SDK masks on every connection it returns, ``"Bearer <token>"``, client secrets, private keys),
+are found by a fixed-size lookup instead of being joined into the one regex Airflow recompiles on every new
+secret. Without it, a process that has minted 1,000 tokens spends most of each resolution in the masker
+(docs/masking.md). If the masker's shape is not what the index expects, one WARNING is logged and Airflow's
+masker is used as it is.
 """
 
 from __future__ import annotations

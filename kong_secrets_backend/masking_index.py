@@ -9,22 +9,21 @@ every log line is matched against all of them (docs/masking.md has the measureme
 This module gives the masker instance two things instead, by switching its class to a subclass of its own
 class (:func:`install`) that adds two properties:
 
-- ``patterns`` becomes an :class:`IndexedPatterns` set: a pattern whose secret is *token-shaped* (only
-  characters of an OAuth bearer token, RFC 6750 ``b64token``, plus ``%`` and ``=`` so that URL-encoded forms
-  qualify, and at least :data:`TOKEN_MIN_LENGTH` long) goes into a :class:`TokenIndex` (a set, and a dict of
-  its 16-character prefixes) and not into the set the regex is joined from. So does a secret that *contains*
-  an indexed token, such as the whole ``conn.extra`` JSON that the task SDK masks on every connection it
-  returns, or ``"Bearer <token>"``: it is filed under that token. Everything else (a PEM private key, a short
-  password) stays a regex alternative as before; those are credentials, registered once per process.
-- ``replacer`` becomes a :class:`Replacer` whose ``sub`` masks the union of what the regex matches and what the
-  index finds: one fixed regex finds runs of token characters, each run is looked up in the set (and, when it
-  is longer than a token, scanned for indexed 16-character prefixes), and each found token is checked against
-  the secrets filed under it. Adding a token is O(1); redacting a string is O(its length), whatever the number
-  of tokens.
+- ``patterns`` becomes an :class:`IndexedPatterns` set: a secret with a run of at least
+  :data:`TOKEN_MIN_LENGTH` *token characters* (those of an OAuth bearer token, RFC 6750 ``b64token``, plus
+  ``%`` and ``=`` so that URL-encoded forms qualify) goes into a :class:`SecretIndex`, filed under its longest
+  such run, and not into the set the regex is joined from. That covers every token, the whole ``conn.extra``
+  JSON the task SDK masks on every connection it returns (filed under the token it holds), ``"Bearer
+  <token>"``, client secrets, Kong JWT secrets and PEM private keys. Only secrets without such a run (short
+  passwords) stay regex alternatives.
+- ``replacer`` becomes a :class:`Replacer` whose ``sub`` masks the union of what the regex matches and what
+  the index finds: one fixed regex finds the runs of token characters in the text, each run is scanned for
+  the first 16 characters of the anchors, and each anchor found is checked against the secrets filed under
+  it. Adding a secret is O(1); redacting a string is O(its length), whatever the number of secrets.
 
-Masking is exact: the index masks every occurrence of every indexed value, as the regex did; where a regex
-match and an index match overlap, the union is masked. Nothing is ever forgotten (a token costs a few hundred
-bytes here), so an expired token stays masked.
+Masking is exact: every occurrence of every indexed secret is masked, as the regex did; where a regex match
+and an index match overlap, the union is masked. Nothing is ever forgotten (a token costs a few hundred bytes
+here), so an expired token stays masked.
 
 The hook relies on the masker's shape, which is not Airflow's public API. :func:`install` first checks the
 attributes and then runs a probe on a scratch instance of the same class; if anything differs it changes
@@ -38,10 +37,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-TOKEN_MIN_LENGTH = 16  # shorter values stay regex alternatives (also: the prefix length of the index)
+TOKEN_MIN_LENGTH = 16  # the shortest run a secret is filed under (and the prefix length of the lookup)
 _TOKEN_CHARS = r"A-Za-z0-9\-._~+/=%"
-_TOKEN_SHAPED = re.compile(rf"[{_TOKEN_CHARS}]{{{TOKEN_MIN_LENGTH},}}")  # fullmatch: a value the index takes
-_RUN = _TOKEN_SHAPED  # finditer: the maximal runs of token characters in a redacted string
+_RUN = re.compile(rf"[{_TOKEN_CHARS}]{{{TOKEN_MIN_LENGTH},}}")  # the maximal runs of token characters
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)  # re.escape prefixes a backslash; nothing else
 
 
@@ -50,85 +48,79 @@ def unescape(pattern: str) -> str:
     return _UNESCAPE.sub(r"\1", pattern)
 
 
-class TokenIndex:
-    """Token-shaped secrets, and the longer secrets that contain them, found in O(length of the text)."""
+class SecretIndex:
+    """Secrets found by a 16-character lookup instead of a regex alternative, in O(length of the text).
+
+    Each secret is filed under its *anchor*: its longest run of token characters (the last of equally long
+    ones, so that the constant ASN.1 header on a PEM's first line is not chosen). A token is its own anchor;
+    the ``conn.extra`` JSON that holds a token is filed under that token. Redacting a text finds every
+    occurrence of every anchor (the runs of token characters in the text, each scanned for the anchors' first
+    16 characters) and masks each secret filed under it that the text holds at that place.
+    """
 
     def __init__(self) -> None:
-        self._tokens: set[str] = set()
-        self._by_prefix: dict[str, tuple[str, ...]] = {}
-        self._blobs: set[str] = set()
-        self._blobs_by_token: dict[str, tuple[tuple[str, int], ...]] = {}  # token -> (blob, token's offset in it)
+        self._secrets: set[str] = set()
+        self._by_prefix: dict[str, tuple[str, ...]] = {}  # an anchor's first 16 characters -> anchors
+        self._owners: dict[str, tuple[tuple[str, int], ...]] = {}  # anchor -> (secret, the anchor's offset in it)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._tokens) + len(self._blobs)
+        return len(self._secrets)
 
     def __contains__(self, secret: object) -> bool:
-        return secret in self._tokens or secret in self._blobs
+        return secret in self._secrets
 
     def values(self) -> list[str]:
         """Every secret held (for handing them back to a plain masker)."""
         with self._lock:
-            return [*self._tokens, *self._blobs]
+            return list(self._secrets)
 
     def offer(self, secret: str) -> bool:
-        """Hold ``secret`` if it is token-shaped or contains a held token; False leaves it to the regex."""
-        if secret in self:
+        """Hold ``secret`` if it has a run of at least 16 token characters; False leaves it to the regex."""
+        if secret in self._secrets:
             return True
-        if _TOKEN_SHAPED.fullmatch(secret):
-            with self._lock:
-                if secret not in self._tokens:
-                    prefix = secret[:TOKEN_MIN_LENGTH]
-                    self._by_prefix[prefix] = (*self._by_prefix.get(prefix, ()), secret)
-                    self._tokens.add(secret)
-            return True
-        found = self._token_spans(secret)
-        if not found:
+        runs = [(m.end() - m.start(), m.start()) for m in _RUN.finditer(secret)]
+        if not runs:
             return False
-        start, end = found[0]
-        token = secret[start:end]
+        length, offset = max(runs)  # the longest, and the last of equally long ones
+        anchor = secret[offset : offset + length]
         with self._lock:
-            if secret not in self._blobs:
-                self._blobs_by_token[token] = (*self._blobs_by_token.get(token, ()), (secret, start))
-                self._blobs.add(secret)
+            if secret not in self._secrets:
+                if anchor not in self._owners:
+                    prefix = anchor[:TOKEN_MIN_LENGTH]
+                    self._by_prefix[prefix] = (*self._by_prefix.get(prefix, ()), anchor)
+                self._owners[anchor] = (*self._owners.get(anchor, ()), (secret, offset))
+                self._secrets.add(secret)
         return True
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where held secrets occur in ``text`` (possibly overlapping)."""
-        if not self._tokens:
-            return []
-        spans = self._token_spans(text)
-        if self._blobs_by_token:
-            for start, end in list(spans):
-                for blob, offset in self._blobs_by_token.get(text[start:end], ()):
-                    at = start - offset
-                    if at >= 0 and text.startswith(blob, at):
-                        spans.append((at, at + len(blob)))
-        return spans
-
-    def _token_spans(self, text: str) -> list[tuple[int, int]]:
         spans: list[tuple[int, int]] = []
-        tokens, by_prefix, k = self._tokens, self._by_prefix, TOKEN_MIN_LENGTH
+        if not self._secrets:
+            return spans
+        by_prefix, owners, k = self._by_prefix, self._owners, TOKEN_MIN_LENGTH
         for run in _RUN.finditer(text):
             value, base = run.group(), run.start()
-            if value in tokens:
-                spans.append((base, run.end()))
-                continue
-            for i in range(len(value) - k + 1):  # a token glued to other token characters: "Bearer+<token>"
-                candidates = by_prefix.get(value[i : i + k])
-                if candidates:
-                    for token in candidates:
-                        if value.startswith(token, i):
-                            spans.append((base + i, base + i + len(token)))
+            for i in range(len(value) - k + 1):
+                anchors = by_prefix.get(value[i : i + k])
+                if not anchors:
+                    continue
+                for anchor in anchors:
+                    if not value.startswith(anchor, i):
+                        continue
+                    for secret, offset in owners[anchor]:
+                        at = base + i - offset
+                        if at >= 0 and text.startswith(secret, at):
+                            spans.append((at, at + len(secret)))
         return spans
 
 
 class IndexedPatterns(set[str]):
     """``masker.patterns``: a pattern whose secret the index takes never reaches the joined regex."""
 
-    def __init__(self, patterns: Iterable[str] = (), index: TokenIndex | None = None) -> None:
+    def __init__(self, patterns: Iterable[str] = (), index: SecretIndex | None = None) -> None:
         super().__init__()
-        self.index = index if index is not None else TokenIndex()
+        self.index = index if index is not None else SecretIndex()
         for pattern in patterns:
             self.add(pattern)
 
@@ -146,7 +138,7 @@ class IndexedPatterns(set[str]):
 class Replacer:
     """``masker.replacer``: Airflow calls ``sub(replacement, text)`` and tests its truth."""
 
-    def __init__(self, regex: re.Pattern[str] | None, index: TokenIndex) -> None:
+    def __init__(self, regex: re.Pattern[str] | None, index: SecretIndex) -> None:
         self.regex = regex
         self.index = index
 
