@@ -8,8 +8,9 @@ result (``_mask_connection_secrets``, which masks the whole ``conn.extra``) and 
 (``extra_dejson``, which masks the Authorization header).
 
 For N = 1, 100, 300, 600 and 1,000 mints it reports the cold resolution time (median of the eleven
-resolutions around the N-th) and the process's RSS, with the backend kwarg ``fast_masking`` true and false (each in its own
-fresh process), next to the raw round trips: the same Vault read and the same JWT signature made by hand.
+resolutions around the N-th) and the process's RSS, with the backend kwarg ``fast_masking`` true and false
+(each in its own fresh process), next to the raw round trips: the same Vault read and the same JWT signature
+made by hand.
 With ``fast_masking`` false, Airflow's masker recompiles a regex of every secret on each new one; that run stops
 at its time budget, and the points it did not reach are shown as such.
 
