@@ -17,6 +17,10 @@ at its time budget, and the points it did not reach are shown as such.
     .venv/bin/python benchmarks/process_age.py [--mints 1000] [--off-budget 150] [--png PATH]
 
 Prints a markdown table and writes a PNG chart (docs/images/process-age.png).
+
+``--masker-only`` measures Airflow's masker alone, without the stack or the backend (for the upstream report):
+per mint, the three values Airflow registers (the token, the ``conn.extra`` JSON holding it and a fresh
+traceparent, ``"Bearer <token>"``), and the time of that mint's registrations and the RSS at each checkpoint.
 """
 
 from __future__ import annotations
@@ -145,6 +149,45 @@ class Run:
     stopped_at: int | None  # the budget ran out after this many resolutions
 
 
+def masker_child(spec: dict[str, Any]) -> None:
+    """Airflow's masker alone: what one resolution registers, N times, in one process."""
+    import secrets
+
+    from kong_secrets_backend import masking
+
+    if not spec["fast"]:
+        masking.configure(fast_masking=False)
+    mask_secret = masking._masker()
+    assert mask_secret is not None
+    masking.mask("warm-up-value-0123456789")
+    rss0 = rss_mb()
+    started = time.perf_counter()
+    for k in range(1, max(spec["checkpoints"]) + 1):
+        token = "eyJhbGciOiJIUzI1NiJ9." + secrets.token_urlsafe(300)  # a JWT-sized token
+        t = time.perf_counter()
+        masking.mask(token)
+        mask_secret(json.dumps({"Authorization": f"Bearer {token}", "traceparent": f"00-{secrets.token_hex(16)}-01"}))
+        mask_secret({"Authorization": f"Bearer {token}"})  # type: ignore[arg-type]
+        ms = (time.perf_counter() - t) * 1000
+        if k in spec["checkpoints"]:
+            print(json.dumps({"n": k, "cold_ms": ms, "raw_ms": 0.0, "rss_growth_mb": rss_mb() - rss0}), flush=True)
+        if time.perf_counter() - started > spec["budget"]:
+            print(json.dumps({"stopped_at": k, "elapsed_s": time.perf_counter() - started}), flush=True)
+            return
+
+
+def masker_only(checkpoints: list[int], budget: float) -> None:
+    print("| mints | fast_masking true: one mint's registrations | RSS growth | fast_masking false | RSS growth |")
+    print("|---:|---:|---:|---:|---:|")
+    on = run_child({"fast": True, "budget": 3600, "checkpoints": checkpoints, "masker_only": True})
+    off = run_child({"fast": False, "budget": budget, "checkpoints": checkpoints, "masker_only": True})
+    by_n = {p["n"]: p for p in off.points}
+    for p in on.points:
+        q = by_n.get(p["n"])
+        right = f"{q['cold_ms']:.1f} ms | {q['rss_growth_mb']:+.0f} MB" if q else f"not reached in {budget:.0f} s | —"
+        print(f"| {p['n']:,} | {p['cold_ms']:.2f} ms | {p['rss_growth_mb']:+.0f} MB | {right} |")
+
+
 def run_child(spec: dict[str, Any]) -> Run:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
@@ -232,16 +275,21 @@ def main() -> None:
     parser.add_argument("--mints", type=int, default=1000, help="the largest checkpoint")
     parser.add_argument("--off-budget", type=float, default=150.0, help="seconds for the fast_masking false run")
     parser.add_argument("--png", type=Path, default=DEFAULT_PNG, help="where to write the chart")
+    parser.add_argument("--masker-only", action="store_true", help="Airflow's masker alone (no stack)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(json.loads(args.child))
+        spec = json.loads(args.child)
+        (masker_child if spec.get("masker_only") else child)(spec)
         return
     logging.disable(logging.WARNING)
 
     from devstack.stack import running_stack
 
     checkpoints = [c for c in CHECKPOINTS if c < args.mints] + [args.mints]
+    if args.masker_only:
+        masker_only(checkpoints, args.off_budget)
+        return
     with tempfile.TemporaryDirectory(prefix="ksb-age-") as tmp, running_stack(Path(tmp) / "stack") as stack:
         t = time.perf_counter()
         for k in range(args.mints + AROUND + 1):
