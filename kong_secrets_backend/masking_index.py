@@ -1,4 +1,4 @@
-"""A token index inside Airflow's secrets masker: matching cost independent of how many tokens it holds.
+"""An index inside Airflow's secrets masker: its cost per new secret does not grow with the secrets it holds.
 
 Airflow's ``SecretsMasker.add_mask`` adds ``re.escape(secret)`` to the set ``masker.patterns`` and recompiles
 ``masker.replacer = re.compile("|".join(masker.patterns))`` on every new secret; every string it redacts goes
@@ -19,7 +19,9 @@ class (:func:`install`) that adds two properties:
 - ``replacer`` becomes a :class:`Replacer` whose ``sub`` masks the union of what the regex matches and what
   the index finds: one fixed regex finds the runs of token characters in the text, each run is scanned for
   the first 16 characters of the anchors, and each anchor found is checked against the secrets filed under
-  it. Adding a secret is O(1); redacting a string is O(its length), whatever the number of secrets.
+  it. Adding a secret is O(1); redacting a string is O(its length), whatever the number of secrets. (While
+  it holds at most :data:`SMALL_INDEX` secrets, a task process's few, it matches them with one small regex
+  compiled at the next redaction instead: see :class:`SecretIndex`.)
 
 Masking is exact: every occurrence of every indexed secret is masked, as the regex did; where a regex match
 and an index match overlap, the union is masked. Nothing is ever forgotten (a token costs a few hundred bytes
