@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from airflow.secrets import BaseSecretsBackend
 
+from kong_secrets_backend import masking
 from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.airflow_bridge.compat import connection_class
 from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
@@ -42,6 +43,8 @@ class KongSecretsBackend(BaseSecretsBackend):
         except ConfigError as exc:
             self._config_error = exc
             log.error("kong-secrets-backend: invalid backend_kwargs: %s", exc)
+        if self._config is not None:
+            masking.configure(fast_masking=self._config.fast_masking)
         if self._config is not None and self._config.vault is not None:
             mask(*self._config.vault.auth.secret_values())
             warn_if_plaintext(self._config.vault)
