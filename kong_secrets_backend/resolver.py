@@ -24,7 +24,6 @@ from kong_secrets_backend.connection import (
     parse_kong_auth,
     plain_conn_value,
     scope_set,
-    shared_fields,
 )
 from kong_secrets_backend.errors import AccessDenied, SourceError
 from kong_secrets_backend.flows import build_flow
@@ -238,7 +237,6 @@ class Resolver:
             raise AccessDenied(f"no Kong credential for this DAG at kong_auth.credentials_path {path}")
         if record is None:
             raise SourceError(f"kong_auth.credentials_path {path} holds no secret", reason="credentials_missing")
-        mask(*(v for v in shared_fields(record).values() if isinstance(v, str)))
         self.runtime.records[key] = record
         return record
 
@@ -267,7 +265,6 @@ class Resolver:
         shared = read_pending("credentials", path, deadline)
         if shared is None:
             return None
-        mask(*(v for v in shared_fields(shared).values() if isinstance(v, str)))
         return self._kong_connection(current.record, shared, task)
 
     # -- variables and config: exactly VaultBackend's reading ------------------------------------
