@@ -96,7 +96,7 @@ class VaultSession:
         the deadline: a SocketGuard shuts the connection down when it passes, whatever Vault does."""
         with SocketGuard(deadline) as guard:
             try:
-                return self._call(operation, deadline)
+                result = self._call(operation, deadline)
             except KongAuthError as exc:
                 if isinstance(exc, DeadlineExceeded) or guard.expired:
                     raise self._deadline_error(deadline) from None
@@ -105,6 +105,9 @@ class VaultSession:
                 if guard.out_of_time():  # whatever the interrupted request turned into
                     raise self._deadline_error(deadline) from None
                 raise
+            if guard.expired:  # an answer cut short at the deadline (http.client takes truncated headers as complete)
+                raise self._deadline_error(deadline)
+            return result
 
     def _call(self, operation: Callable[[hvac.Client], T], deadline: Deadline) -> T:
         import hvac.exceptions

@@ -16,6 +16,7 @@ handshake) never trips it. Two tools close that gap:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -115,6 +116,18 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class _QuietWhenCutShort(logging.Filter):
+    """urllib3 logs a WARNING with a traceback for headers a guard cut short at the deadline: the resolution
+    reports the deadline itself, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        guard = current_guard()
+        return guard is None or not guard.expired
+
+
+_QUIET_WHEN_CUT_SHORT = _QuietWhenCutShort()
+
+
 def _watch_current(sock: Any) -> None:
     guard = current_guard()
     if guard is not None and sock is not None:
@@ -165,6 +178,9 @@ def _guarded_classes() -> tuple[Any, Any]:
         ConnectionCls = GuardedHTTPSConnection
 
     pools = {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+    logger = logging.getLogger("urllib3.connection")
+    if _QUIET_WHEN_CUT_SHORT not in logger.filters:
+        logger.addFilter(_QUIET_WHEN_CUT_SHORT)
 
     class GuardedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
