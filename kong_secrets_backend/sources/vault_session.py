@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, SourceError
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources.vault_auth import Lease, lease_of, lease_of_lookup, login, read_secret_file
-from kong_secrets_backend.transport.guard import SocketGuard, guarded_adapter
+from kong_secrets_backend.transport.guard import SocketGuard, call_within, guarded_adapter
 
 if TYPE_CHECKING:
     import hvac
@@ -41,6 +41,9 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0  # seconds per Vault request, always further bounded by the resolution deadline
 RENEW_AFTER = 2 / 3  # renew (or log in again) once this fraction of the token's TTL has passed
 RETRY_AFTER_FAILURE = 5.0  # seconds before trying again when a renewal or a new login failed
+# Logins that wait for more than Vault (a cloud SDK's credential chain, its metadata service), which the socket
+# guard cannot bound: they run in a worker thread that the resolution stops waiting for at the deadline.
+LOGINS_OUTSIDE_REQUESTS = frozenset({"aws_iam", "gcp"})
 
 
 @dataclass
@@ -218,7 +221,10 @@ class VaultSession:
         start = {"token": ""} if auth.renews_by_login else {}
         client = hvac.Client(url=settings.url, session=self._session(), **start, **self._client_kwargs(deadline))
         try:
-            lease = login(client, auth)
+            if auth.type in LOGINS_OUTSIDE_REQUESTS:  # boto3's or google-auth's chain: abandoned at the deadline
+                lease = call_within(lambda: login(client, auth), deadline, what=f"Vault login ({auth.type})")
+            else:
+                lease = login(client, auth)
             if lease is None and auth.type == "token":
                 lease = self._lookup(client, deadline)
         except hvac.exceptions.VaultError as exc:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from devstack.moto import Moto
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.errors import ErrorCategory, KongAuthError
+from kong_secrets_backend.state import PROCESS, reset_runtimes
 from tests.attacks.fault_server import FAULTS, FaultServer, fault_server
 from tests.faulty_idp import _Handler, faulty_idp
 
@@ -244,3 +246,55 @@ def test_a_held_token_is_served_within_the_deadline_while_the_source_stalls(
         assert o.seconds <= BOUND, (o.fault, o.seconds)
         assert _token(o.value) == held[o.conn_id], o.fault
         assert f"serving conn_id {o.conn_id} from the secret last read" in caplog.text, o.fault
+
+
+# -- the shared token caches: their round trips and lock waits ---------------------------------------------------
+
+
+def test_a_redis_token_cache_that_never_answers_costs_a_resolution_no_more_than_the_deadline(
+    stack: Stack, servers: Callable[..., FaultServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis that accepts and never answers: the resolution mints for itself, within the bound."""
+    redis = servers("hang")
+    cid = _cid("redis", "hang")
+    stack.put(f"connections/{cid}", stack.kong_connection())
+    backend = _backend(url=stack.bao.url, token=stack.bao.root_token, token_cache=f"redis://127.0.0.1:{redis.port}/0")
+    with caplog.at_level(logging.WARNING, logger="kong_secrets_backend"):
+        outcome = _timed("hang", cid, lambda: backend.get_connection(cid))
+    _report("redis", [outcome])
+    assert outcome.seconds <= BOUND
+    assert _token(outcome.value).startswith("Bearer ")
+    assert "token cache Redis at redis://127.0.0.1" in caplog.text
+
+
+def test_a_file_token_cache_lock_held_by_another_process_costs_no_more_than_the_deadline(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Another process holds the credential's lock and never mints: this one waits half its deadline, then mints."""
+    from filelock import FileLock
+
+    cid = _cid("file_lock", "held")
+    stack.put(f"connections/{cid}", stack.kong_connection())
+    kwargs = {
+        "url": stack.bao.url,
+        "token": stack.bao.root_token,
+        "token_cache": "file",
+        "token_cache_dir": str(tmp_path),
+    }
+    first = _token(_backend(**kwargs).get_connection(cid))
+    for entry in tmp_path.glob("*.tok"):
+        entry.unlink()
+    reset_runtimes()
+    PROCESS.tokens.clear()  # a new process: nothing in memory, nothing in the cache, the lock held elsewhere
+    locks = [FileLock(path, thread_local=False) for path in tmp_path.glob("*.lock")]
+    assert locks
+    for lock in locks:
+        lock.acquire()
+    try:
+        outcome = _timed("held", cid, lambda: _backend(**kwargs).get_connection(cid))
+    finally:
+        for lock in locks:
+            lock.release()
+    _report("file_lock", [outcome])
+    assert outcome.seconds <= BOUND
+    assert _token(outcome.value) != first  # minted here, after waiting
