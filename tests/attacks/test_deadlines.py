@@ -166,19 +166,52 @@ def test_vault_jwks_that_stalls_costs_one_error_within_the_deadline(
     assert all(o.value.reason == "deadline" for o in outcomes)
 
 
+# A user's own botocore Config (backend kwarg ``config_kwargs``) may give botocore long timeouts and retries of its
+# own: then only the deadline (the abandoned worker) ends a peer that drips.
+USERS_BOTOCORE_CONFIG = {"connect_timeout": 60, "read_timeout": 60, "retries": {"mode": "standard", "max_attempts": 5}}
+
+
+@pytest.mark.parametrize("config", ["default", "users_long_timeouts"])
 def test_secrets_manager_that_stalls_costs_one_error_within_the_deadline(
-    stack: Stack, aws_env: Moto, servers: Callable[..., FaultServer], caplog: pytest.LogCaptureFixture
+    stack: Stack, aws_env: Moto, servers: Callable[..., FaultServer], config: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    extra = {"config_kwargs": USERS_BOTOCORE_CONFIG} if config == "users_long_timeouts" else {}
     calls = []
     for fault in FAULTS:
         server, cid = servers(fault), _cid("aws", fault)
         aws_env.put_secret(f"airflow/connections/{cid}", _aws_secret(stack))
-        backend = _backend(source="aws", region_name="eu-central-1", endpoint_url=server.url)
+        backend = _backend(source="aws", region_name="eu-central-1", endpoint_url=server.url, **extra)
         calls.append((fault, cid, lambda b=backend, cid=cid: b.get_connection(cid)))
     with caplog.at_level(logging.ERROR, logger="kong_secrets_backend"):
         outcomes = _concurrently(calls)
-    _report("aws", outcomes)
+    _report(f"aws({config})", outcomes)
     _assert_one_clear_error(outcomes, caplog)
+    if config == "users_long_timeouts":
+        assert all(o.value.reason == "deadline" for o in outcomes)
+
+
+def test_a_botocore_credential_chain_that_stalls_is_abandoned_at_the_deadline(
+    stack: Stack,
+    aws_env: Moto,
+    servers: Callable[..., FaultServer],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No keys in the environment; the container credentials endpoint (the chain's next provider) drips its answer.
+    botocore's own timeouts never fire; the resolution stops waiting at the deadline."""
+    provider = servers("drip_body")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{provider.url}/credentials")
+    cid = _cid("aws_credentials", "drip_body")
+    aws_env.put_secret(f"airflow/connections/{cid}", _aws_secret(stack))
+    backend = _backend(source="aws", region_name="eu-central-1", endpoint_url=aws_env.url)
+    with caplog.at_level(logging.ERROR, logger="kong_secrets_backend"):
+        outcome = _timed("drip_body", cid, lambda: backend.get_connection(cid))
+    _report("aws_credential_chain", [outcome])
+    _assert_one_clear_error([outcome], caplog)
+    assert provider.faulted >= 1
+    assert isinstance(outcome.value, KongAuthError) and outcome.value.reason == "deadline"
 
 
 def _aws_secret(stack: Stack) -> dict[str, Any]:
