@@ -4,10 +4,10 @@ A socket timeout bounds one ``recv``; a peer that drips a byte a second (status 
 handshake) never trips it. Two tools close that gap:
 
 - :class:`SocketGuard`: while a guard is active in a thread, every socket that a guarded ``requests``
-  session (:func:`guarded_adapter`) opens or reuses in that thread is watched; when the deadline passes, a
-  timer shuts those sockets down, so that a read blocked in connect, the TLS handshake, the status line,
-  the headers or the body returns at once. ``requests`` (the identity provider transport) and hvac (Vault)
-  go through it. urllib3's own retries are bounded by the same deadline (:class:`DeadlineRetry`).
+  session (:func:`guarded_adapter`) opens or reuses in that thread is watched; when the deadline passes, the
+  process's one watchdog thread shuts those sockets down, so that a read blocked in the TLS handshake, the
+  status line, the headers or the body returns at once. ``requests`` (the identity provider transport) and
+  hvac (Vault) go through it. urllib3's own retries are bounded by the same deadline (``DeadlineRetry``).
 - :func:`call_within`: a call that cannot be bounded from outside (botocore: its credential chain, its
   connections) runs in a worker thread, and the caller stops waiting for it at the deadline. The worker
   is abandoned, not killed; it ends when the library's own timeouts fire.
@@ -16,10 +16,13 @@ handshake) never trips it. Two tools close that gap:
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,7 +52,6 @@ class SocketGuard:
         self.expired = False
         self._socks: list[socket.socket] = []  # duplicates of the watched sockets' descriptors
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
         self._outer: SocketGuard | None = None
         self._closed = False
 
@@ -60,14 +62,10 @@ class SocketGuard:
         if left <= 0:
             self.expired = True
         else:
-            self._timer = threading.Timer(left, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+            _WATCHDOG.schedule(time.monotonic() + left, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         _local.guard = self._outer
         with self._lock:
             socks, self._socks, self._closed = self._socks, [], True
@@ -101,6 +99,8 @@ class SocketGuard:
 
     def _expire(self) -> None:
         with self._lock:
+            if self._closed:  # the call ended in time
+                return
             self.expired = True
             socks = list(self._socks)
         for sock in socks:
@@ -109,6 +109,46 @@ class SocketGuard:
     def out_of_time(self, wait: float = 0.0) -> bool:
         """True when the deadline has passed, or would pass during a wait of ``wait`` seconds."""
         return self.expired or self.deadline.remaining() <= wait
+
+
+class _Watchdog:
+    """One thread per process that expires guards at their deadlines (a thread per call would cost more)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)  # the thread does not survive a fork; its lock may be held
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, SocketGuard]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, when: float, guard: SocketGuard) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kong-secrets-backend-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is guard:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2]._closed:  # ended in time: nothing to do
+                        heapq.heappop(self._heap)
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        guard = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            guard._expire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -144,8 +184,6 @@ def guarded_adapter(**retry: Any) -> HTTPAdapter:
 @cache
 def _guarded_classes() -> tuple[Any, Any]:
     """(adapter class, retry class), built on first use (requests and urllib3 are imported lazily)."""
-    import time
-
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool

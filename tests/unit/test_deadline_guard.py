@@ -3,6 +3,8 @@ call that cannot be bounded abandoned at it. Against a loopback server that drip
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 
@@ -74,3 +76,22 @@ def test_a_bounded_call_returns_its_value_or_raises_its_own_error() -> None:
         call_within(lambda: {}["missing"], Deadline(1), what="x")
     with pytest.raises(DeadlineExceeded):
         call_within(lambda: 1, Deadline(0), what="x")  # no time left: not even started
+
+
+def test_the_watchdog_works_again_in_a_forked_child() -> None:
+    """Task processes are forked: the watchdog thread does not survive the fork, and is started again."""
+    with fault_server("drip_headers") as server:
+        session = _session()
+
+        def drip_past_a_short_deadline() -> bool:
+            started = time.monotonic()
+            with SocketGuard(Deadline(0.3)) as guard, contextlib.suppress(requests.RequestException):
+                session.get(server.url, timeout=5).raise_for_status()
+            return guard.expired and time.monotonic() - started < 1.5
+
+        assert drip_past_a_short_deadline()  # the parent's watchdog thread runs now
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os._exit(0 if drip_past_a_short_deadline() else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
