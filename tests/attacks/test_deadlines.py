@@ -83,6 +83,18 @@ def _token(conn: Any) -> str:
     return str(conn.extra_dejson["Authorization"])
 
 
+def _warm(backend: KongSecretsBackend, conn_id: str) -> str:
+    """The token a first resolution gets through a fault server that forwards (a busy machine may need another try:
+    with ``deadline: 2``, each AWS attempt may take half a second)."""
+    for attempt in range(3):
+        try:
+            return _token(backend.get_connection(conn_id))
+        except KongAuthError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _assert_one_clear_error(outcomes: list[Outcome], caplog: pytest.LogCaptureFixture) -> None:
     for o in outcomes:
         assert o.seconds <= BOUND, (o.fault, o.seconds)
@@ -233,7 +245,7 @@ def test_a_held_token_is_served_within_the_deadline_while_the_token_endpoint_sta
         for fault in WARM_FAULTS:
             server, cid = servers(upstream=idp), _cid("idp_warm", fault)
             stack.put(f"connections/{cid}", stack.kong_connection(token_url=f"{server.url}/switch/{cid}"))
-            held[cid] = _token(backend.get_connection(cid))
+            held[cid] = _warm(backend, cid)
             server.fault = fault
             calls.append((fault, cid, lambda cid=cid: backend.get_connection(cid)))
         time.sleep(_Handler.switch_expires_in / 2 + 0.1)  # into the refresh window
@@ -268,7 +280,7 @@ def test_a_held_token_is_served_within_the_deadline_while_the_source_stalls(
             backend = _backend(
                 source="aws", region_name="eu-central-1", endpoint_url=server.url, credential_cache_ttl=0.2
             )
-        held[cid] = _token(backend.get_connection(cid))
+        held[cid] = _warm(backend, cid)
         server.fault = fault
         calls.append((fault, cid, lambda b=backend, cid=cid: b.get_connection(cid)))
     time.sleep(0.3)  # past the credential TTL: each resolution reads the source, which stalls
