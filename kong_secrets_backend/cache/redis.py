@@ -35,7 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "kong-secrets-backend:"
-SOCKET_TIMEOUT = 1.0  # a Redis round trip on a LAN is well under a millisecond
+# A Redis round trip on a LAN is well under a millisecond. A Redis that stalls costs one resolution at most
+# this once (a timeout is not retried, and Redis is then left alone for RETRY_AFTER), which keeps even a
+# resolution that meets it at the end of its deadline within the deadline's one-second grace.
+SOCKET_TIMEOUT = 0.5
 RETRY_AFTER = 5.0  # after a failure, Redis is left alone this long (seconds)
 _LOCK_POLL = 0.02  # while another host mints: at most 50 SET NX a second per waiting process
 
@@ -176,12 +179,14 @@ def _connect(url: str) -> Any:
 def _client_kwargs() -> dict[str, Any]:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
     kwargs: dict[str, Any] = {
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": SOCKET_TIMEOUT,
-        "retry": Retry(NoBackoff(), 1),  # one immediate retry (a pooled connection the server closed), no backoff
+        # one immediate retry of a pooled connection the server closed, no backoff; a timeout is not retried
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
     # No CLIENT SETINFO on connect: redis-py reads its own version from the package metadata for it, which
     # costs more than the token cache's commands. Nor the maintenance-notification handshake (redis-py 7+).

@@ -12,8 +12,11 @@
   AWSCURRENT credential (a rotation that changed the IdP before moving AWSCURRENT), never otherwise.
 - Throttling, 5xx answers and dropped connections are retried (tenacity, ``retry.py``) within the resolution
   deadline, with per-attempt timeouts derived from it; botocore's own retries are off, so that the attempts
-  and their back-off stay inside the deadline. They fail as ``SourceError(reason="aws_unavailable")`` or
-  ``"aws_unreachable"``, which lets the resolver serve the last-read connection and its still-valid token.
+  and their back-off stay inside the deadline. Each call (with the client's first build: the credential
+  chain, STS) runs in a worker thread that the resolution stops waiting for at the deadline, so that a peer
+  dripping its answer, or a credential provider that hangs, cannot hold it longer. They fail as
+  ``SourceError`` (reason ``"aws_unavailable"``, ``"aws_unreachable"`` or ``"deadline"``), which lets the
+  resolver serve the last-read connection and its still-valid token.
 - boto3 is imported here, lazily, and nowhere else on the ``source: "aws"`` path; one client per
   process (built on first use, again after a fork), with role assumption through STS when ``role_arn``
   is set (credentials refreshed by botocore before they expire).
@@ -29,9 +32,10 @@ import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from kong_secrets_backend.airflow_bridge.compat import multi_team_enabled
-from kong_secrets_backend.errors import SecretFormatError, SourceError
+from kong_secrets_backend.errors import DeadlineExceeded, SecretFormatError, SourceError
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources import SecretKind, SecretRecord
+from kong_secrets_backend.transport.guard import call_within
 from kong_secrets_backend.transport.retry import MAX_ATTEMPTS, with_retries
 
 if TYPE_CHECKING:
@@ -200,9 +204,19 @@ class AwsSource:
         )
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
-        deadline.timeout(what="an AWS Secrets Manager request")  # none left: refuse before sending
         try:
-            response = self._get_client().get_secret_value(SecretId=name, VersionStage=stage)
+            # botocore cannot be bounded from outside (its credential chain, a peer dripping its answer past
+            # the per-read timeout): the call runs in a worker that this resolution stops waiting for at the deadline
+            response = call_within(
+                lambda: self._get_client().get_secret_value(SecretId=name, VersionStage=stage),
+                deadline,
+                what=f"reading {name} from AWS Secrets Manager",
+            )
+        except DeadlineExceeded:
+            raise SourceError(
+                f"AWS Secrets Manager did not answer reading {name} within the deadline of {deadline.seconds:g}s",
+                reason="deadline",
+            ) from None
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code") or "?")

@@ -12,18 +12,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kong_secrets_backend.errors import SourceError
+from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, SourceError
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources.vault_auth import Lease, lease_of, lease_of_lookup, login, read_secret_file
+from kong_secrets_backend.transport.guard import SocketGuard, call_within, guarded_adapter
 
 if TYPE_CHECKING:
     import hvac
@@ -39,6 +41,9 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0  # seconds per Vault request, always further bounded by the resolution deadline
 RENEW_AFTER = 2 / 3  # renew (or log in again) once this fraction of the token's TTL has passed
 RETRY_AFTER_FAILURE = 5.0  # seconds before trying again when a renewal or a new login failed
+# Logins that wait for more than Vault (a cloud SDK's credential chain, its metadata service), which the socket
+# guard cannot bound: they run in a worker thread that the resolution stops waiting for at the deadline.
+LOGINS_OUTSIDE_REQUESTS = frozenset({"aws_iam", "gcp"})
 
 
 @dataclass
@@ -88,7 +93,26 @@ class VaultSession:
         self._lock = threading.RLock()
 
     def call(self, operation: Callable[[hvac.Client], T], deadline: Deadline) -> T:
-        """Run one Vault request with a ready client; on 403 log in again and retry once."""
+        """Run one Vault request with a ready client; on 403 log in again and retry once.
+
+        Everything it waits for (the session lock, a login or renewal, the request, urllib3's retries) ends by
+        the deadline: a SocketGuard shuts the connection down when it passes, whatever Vault does."""
+        with SocketGuard(deadline) as guard:
+            try:
+                result = self._call(operation, deadline)
+            except KongAuthError as exc:
+                if isinstance(exc, DeadlineExceeded) or guard.expired:
+                    raise self._deadline_error(deadline) from None
+                raise
+            except Exception:
+                if guard.out_of_time():  # whatever the interrupted request turned into
+                    raise self._deadline_error(deadline) from None
+                raise
+            if guard.expired:  # an answer cut short at the deadline (http.client takes truncated headers as complete)
+                raise self._deadline_error(deadline)
+            return result
+
+    def _call(self, operation: Callable[[hvac.Client], T], deadline: Deadline) -> T:
         import hvac.exceptions
 
         client = self._ready(deadline)
@@ -99,13 +123,29 @@ class VaultSession:
             client = self._replace(deadline, stale=client)
             return operation(self._bounded(client, deadline))
 
+    def _deadline_error(self, deadline: Deadline) -> SourceError:
+        return SourceError(
+            f"Vault at {self.settings.url} did not answer within the deadline of {deadline.seconds:g}s",
+            reason="deadline",
+        )
+
+    @contextlib.contextmanager
+    def _locked(self, deadline: Deadline) -> Iterator[None]:
+        """The session lock, waited for at most until the deadline (another thread may be logging in)."""
+        if not self._lock.acquire(timeout=max(0.0, deadline.remaining())):
+            raise DeadlineExceeded("timed out waiting for another thread's Vault login")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     # -- the client ----------------------------------------------------------------------------------
 
     def _ready(self, deadline: Deadline) -> hvac.Client:
         client, clock = self._client, self._clock
         if client is not None and self._pid == os.getpid() and (clock is None or time.monotonic() < clock.due_at):
             return client
-        with self._lock:
+        with self._locked(deadline):
             if self._pid != os.getpid():
                 self._after_fork()
             if self._client is None:
@@ -116,7 +156,7 @@ class VaultSession:
 
     def _replace(self, deadline: Deadline, *, stale: hvac.Client) -> hvac.Client:
         """Log in again, unless another thread already did since `stale` was handed out."""
-        with self._lock:
+        with self._locked(deadline):
             if self._client is not None and self._client is not stale:
                 return self._client
             self._revoke(stale, deadline)
@@ -181,7 +221,10 @@ class VaultSession:
         start = {"token": ""} if auth.renews_by_login else {}
         client = hvac.Client(url=settings.url, session=self._session(), **start, **self._client_kwargs(deadline))
         try:
-            lease = login(client, auth)
+            if auth.type in LOGINS_OUTSIDE_REQUESTS:  # boto3's or google-auth's chain: abandoned at the deadline
+                lease = call_within(lambda: login(client, auth), deadline, what=f"Vault login ({auth.type})")
+            else:
+                lease = login(client, auth)
             if lease is None and auth.type == "token":
                 lease = self._lookup(client, deadline)
         except hvac.exceptions.VaultError as exc:
@@ -233,17 +276,15 @@ class VaultSession:
         return client
 
     def _session(self) -> requests.Session:
-        """One HTTP session per process, with the retries VaultBackend sets up (412/500/502/503, three times)."""
+        """One HTTP session per process, with the retries VaultBackend sets up (412/500/502/503, three times),
+        its connections watched by the SocketGuard of the request in flight."""
         if self._http is None:
             import requests
-            from requests.adapters import HTTPAdapter
-            from urllib3.util import Retry
 
             session = requests.Session()
-            adapter = HTTPAdapter(
-                max_retries=Retry(
-                    total=3, backoff_factor=0.1, status_forcelist=[412, 500, 502, 503], raise_on_status=False
-                )
+            # VaultBackend's retries, bounded by the resolution deadline (urllib3 would give each the full timeout)
+            adapter = guarded_adapter(
+                total=3, backoff_factor=0.1, status_forcelist=[412, 500, 502, 503], raise_on_status=False
             )
             session.mount("http://", adapter)
             session.mount("https://", adapter)

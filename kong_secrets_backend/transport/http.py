@@ -6,15 +6,14 @@ a second must not leak a credential, exhaust memory or hang the task.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, TokenEndpointError
+from kong_secrets_backend.transport.guard import SocketGuard, guarded_adapter
 
 if TYPE_CHECKING:
     import requests
@@ -58,6 +57,9 @@ class HttpTransport:
                     session.trust_env = False  # no netrc credentials, no env proxies slipped in
                     session.headers["User-Agent"] = USER_AGENT
                     session.headers["Accept-Encoding"] = "identity"  # the size cap applies to what we read
+                    adapter = guarded_adapter()  # the deadline covers connect, TLS, status line, headers, body
+                    session.mount("http://", adapter)
+                    session.mount("https://", adapter)
                     self._session, self._pid = session, os.getpid()
         return self._session
 
@@ -73,33 +75,40 @@ class HttpTransport:
     def _send(
         self, method: str, url: str, *, headers: dict[str, str], data: bytes | None, deadline: Deadline, what: str
     ) -> HttpResponse:
+        """One request, bounded as a whole by the deadline: a SocketGuard shuts the connection down when it
+        passes, whether the peer stalls the connect, the TLS handshake, the status line, the headers or the body."""
         import requests
 
         session = self._get_session()
         read_timeout = deadline.timeout(what=f"the {what} request")
-        try:
-            resp = session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
-                allow_redirects=False,
-                stream=True,
-                verify=self.verify,
-            )
-        except requests.Timeout as exc:
-            raise DeadlineExceeded(f"{what} did not answer within {read_timeout:.1f}s") from exc
-        except requests.RequestException as exc:
-            raise TokenEndpointError(f"{what} unreachable: {type(exc).__name__}", reason="idp_unreachable") from exc
-        with resp:
-            return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, deadline, what=what))
+        with SocketGuard(deadline) as guard:
+            try:
+                resp = session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
+                    allow_redirects=False,
+                    stream=True,
+                    verify=self.verify,
+                )
+            except requests.Timeout as exc:
+                raise DeadlineExceeded(f"{what} did not answer within {read_timeout:.1f}s") from exc
+            except requests.RequestException as exc:
+                if guard.expired:
+                    raise DeadlineExceeded(
+                        f"{what} did not answer within the deadline of {deadline.seconds:g}s"
+                    ) from exc
+                raise TokenEndpointError(f"{what} unreachable: {type(exc).__name__}", reason="idp_unreachable") from exc
+            with resp:
+                return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, guard, what=what))
 
-    def _read_capped(self, resp: requests.Response, deadline: Deadline, *, what: str = "token endpoint") -> bytes:
+    def _read_capped(self, resp: requests.Response, guard: SocketGuard, *, what: str = "token endpoint") -> bytes:
         """Read at most max_bytes before the deadline, whatever the peer does.
 
-        ``read1`` returns as soon as any bytes arrive, so the deadline is checked between reads; a
-        watchdog shuts the socket down at the deadline so that a blocked read cannot outlast it.
+        ``read1`` returns as soon as any bytes arrive, so the deadline is checked between reads; the guard
+        shuts the socket down at the deadline so that a blocked read cannot outlast it.
         """
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_bytes:
@@ -108,19 +117,10 @@ class HttpTransport:
                 reason="idp_oversized",
                 status=resp.status_code,
             )
-        timed_out = threading.Event()
-
-        def expire() -> None:
-            timed_out.set()
-            _shutdown(resp)
-
-        watchdog = threading.Timer(max(0.0, deadline.remaining()), expire)
-        watchdog.daemon = True
-        watchdog.start()
         chunks: list[bytes] = []
         size = 0
         try:
-            while True:
+            while not guard.out_of_time():
                 chunk = resp.raw.read1(65536)
                 if not chunk:
                     break
@@ -132,29 +132,13 @@ class HttpTransport:
                         status=resp.status_code,
                     )
                 chunks.append(chunk)
-                if deadline.expired():
-                    timed_out.set()
-                    break
         except KongAuthError:
             raise
         except Exception as exc:  # urllib3 / http.client errors while the peer misbehaves
-            if not timed_out.is_set():
+            if not guard.out_of_time():
                 raise TokenEndpointError(
                     f"{what} response broke off: {type(exc).__name__}", reason="idp_unreachable"
                 ) from exc
-        finally:
-            watchdog.cancel()
-        if timed_out.is_set():
+        if guard.out_of_time():
             raise DeadlineExceeded(f"{what} response was still arriving at the deadline")
         return b"".join(chunks)
-
-
-def _shutdown(resp: requests.Response) -> None:
-    """Interrupt a read blocked in another thread: shut the socket down, then close the response."""
-    conn = getattr(resp.raw, "connection", None)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        resp.close()
