@@ -8,15 +8,16 @@ and the time after which it must not be served any more.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kong_secrets_backend.tokens import Token, TokenState
 
-_MAX_ENTRIES = 4096
+MAX_ENTRIES = 16_384  # tokens held per process: far above a realistic working set (10,000 connections)
 
 
 @dataclass(frozen=True)
@@ -34,24 +35,34 @@ class CachedToken:
 
 
 class MemoryTokenCache:
-    """Tokens held until they expire, with a lock per key for single flight among the process's threads."""
+    """Tokens held until they expire, with a lock per key for single flight among the process's threads.
 
-    def __init__(self, maxsize: int = _MAX_ENTRIES) -> None:
+    Bounded, least recently used first: an evicted token is read again from the shared cache, or minted again.
+    """
+
+    def __init__(self, maxsize: int = MAX_ENTRIES) -> None:
         self.maxsize = maxsize
-        self._entries: dict[str, CachedToken] = {}
+        self._entries: OrderedDict[str, CachedToken] = OrderedDict()
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
         return f"MemoryTokenCache(entries={len(self._entries)})"
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def entry(self, key: str) -> CachedToken | None:
-        """The entry for key, expired or not (the hot path: a dict read, no lock)."""
-        return self._entries.get(key)
+        """The entry for key, expired or not (the hot path: a dict read and an LRU touch, no lock)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            with contextlib.suppress(KeyError):  # atomic under the GIL; the key may have just been evicted
+                self._entries.move_to_end(key)
+        return entry
 
     def get(self, key: str) -> Token | None:
         """The cached token for key, or None (expired tokens are never returned)."""
-        entry = self._entries.get(key)
+        entry = self.entry(key)
         if entry is None or entry.token.expired():
             return None
         return entry.token
@@ -66,6 +77,7 @@ class MemoryTokenCache:
         )
         with self._guard:
             self._entries[key] = entry
+            self._entries.move_to_end(key)
             if len(self._entries) > self.maxsize:
                 self._evict()
         return entry
@@ -74,14 +86,12 @@ class MemoryTokenCache:
         with self._guard:
             self._entries.clear()
 
-    def _evict(self) -> None:
-        now = time.time()
-        for key in [k for k, e in self._entries.items() if e.token.expires_at <= now]:
-            del self._entries[key]
-        while len(self._entries) > self.maxsize:  # oldest first (dicts keep insertion order)
-            del self._entries[next(iter(self._entries))]
-        for key in [k for k, lock in self._locks.items() if k not in self._entries and not lock.locked()]:
-            del self._locks[key]
+    def _evict(self) -> None:  # under self._guard
+        while len(self._entries) > self.maxsize:  # least recently used first
+            self._entries.popitem(last=False)
+        if len(self._locks) > 2 * self.maxsize:  # locks of evicted keys, now and then
+            for key in [k for k, lock in self._locks.items() if k not in self._entries and not lock.locked()]:
+                del self._locks[key]
 
     @contextmanager
     def lock(self, key: str, *, timeout: float) -> Iterator[bool]:
