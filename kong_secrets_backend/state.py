@@ -96,7 +96,7 @@ class ProcessState:
                     ),
                     broker=broker,
                     keeper=TokenKeeper(broker),
-                    http=HttpTransport(),
+                    http=HttpTransport(verify=settings.ca_bundle or True),
                     records=BoundedMap(MAX_CONNECTIONS, ttl=settings.credential_cache_ttl),
                 )
                 self.runtimes[settings.fingerprint] = runtime

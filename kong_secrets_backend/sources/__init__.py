@@ -50,9 +50,7 @@ class SecretSource(Protocol):
     # a rotation staged but has not made current yet, tried once when the IdP refuses the current credential.
 
 
-def build_source(
-    source: str, *, vault: VaultSettings | None, aws: AwsSettings | None, deadline: float
-) -> SecretSource:
+def build_source(source: str, *, vault: VaultSettings | None, aws: AwsSettings | None, deadline: float) -> SecretSource:
     """The source client for the settings of ``source`` (the other one's are None); no I/O here."""
     if source == "vault" and vault is not None:
         from kong_secrets_backend.sources.vault import VaultSource
