@@ -18,6 +18,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def client_flow(idp: AnsweringIdp, secret: str, *, version: str = "7", **block: Any) -> Any:
+    """A client_credentials flow at this IdP (client airflow-orders, scope orders:read) with ``secret``."""
+    from kong_secrets_backend.flows import build_flow, parse_credential
+    from kong_secrets_backend.transport.http import HttpTransport
+    from tests.backend_settings import NO_SOURCE, SETTINGS
+
+    fields = {"token_url": idp.token_url("ok"), "client_id": "airflow-orders", "client_secret": secret, **block}
+    cred = parse_credential({"scope": "orders:read", **fields}, settings=SETTINGS, version=version)
+    return build_flow(cred, http=HttpTransport(), settings=SETTINGS, source=NO_SOURCE)
+
+
 def unsigned_jwt(claims: dict[str, Any]) -> str:
     """A JWS-shaped token (the backend reads, never verifies, an IdP's token: the gateway does)."""
 

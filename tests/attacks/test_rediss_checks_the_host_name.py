@@ -42,13 +42,11 @@ class TlsRedis:
     def url(self, host: str, query: str = "") -> str:
         return f"rediss://:{self.password}@{host}:{self.port}/0?ssl_ca_certs={self.ca}{query}"
 
-    def keys(self) -> list[bytes]:
+    def entries(self) -> list[bytes]:
         import redis
 
         with contextlib.closing(
-            redis.Redis(
-                host="127.0.0.1", port=self.port, password=self.password, ssl=True, ssl_ca_certs=str(self.ca)
-            )
+            redis.Redis(host="127.0.0.1", port=self.port, password=self.password, ssl=True, ssl_ca_certs=str(self.ca))
         ) as client:
             return list(client.keys("*"))
 
@@ -133,16 +131,16 @@ def test_the_right_host_name_is_accepted(tls_redis: TlsRedis) -> None:
     token = Token(value="token-over-tls-redis", issued_at=0, expires_at=9e9)
     cache.put("cc:tls", b"cc:tls\0secret", token)
     assert cache.get("cc:tls", b"cc:tls\0secret") is not None
-    assert any(b":token:" in k for k in tls_redis.keys())
+    assert any(b":token:" in k for k in tls_redis.entries())
 
 
 @pytest.mark.parametrize("query", ["", "&ssl_check_hostname=false", "&ssl_cert_reqs=none"])
 def test_a_certificate_naming_another_host_is_refused_and_tokens_are_minted_locally(
     stack: Stack, tls_redis: TlsRedis, caplog: pytest.LogCaptureFixture, query: str
 ) -> None:
-    for key in tls_redis.keys():  # start empty: whatever is there came from another test
+    for key in tls_redis.entries():  # start empty: whatever is there came from another test
         assert b":token:" in key or b":lock:" in key
-    before = set(tls_redis.keys())
+    before = set(tls_redis.entries())
     conn_id = f"rediss_{uuid.uuid4().hex[:8]}"
     stack.put(f"connections/{conn_id}", stack.kong_connection())
     url = tls_redis.url("127.0.0.2", query)  # the certificate says localhost / 127.0.0.1
@@ -153,5 +151,5 @@ def test_a_certificate_naming_another_host_is_refused_and_tokens_are_minted_loca
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Redis" in r.getMessage()]
     assert len(warnings) == 1 and "minting tokens locally" in warnings[0]
     assert "rediss://127.0.0.2:" in warnings[0]
-    assert set(tls_redis.keys()) == before  # nothing was written through the impostor's name
+    assert set(tls_redis.entries()) == before  # nothing was written through the impostor's name
     assert_no_secrets(caplog.text, [*stack.planted_secrets(), tls_redis.password])

@@ -81,7 +81,11 @@ def test_the_standard_ca_variables_are_honoured(
 
 
 def test_ca_bundle_wins_over_the_environment(
-    stack: Stack, tls_idp: AnsweringIdp, private_ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    stack: Stack,
+    tls_idp: AnsweringIdp,
+    private_ca: CertificateAuthority,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(private_ca.cert_path))
     other = CertificateAuthority(tmp_path / "other", name="other")
@@ -104,7 +108,7 @@ def test_a_certificate_for_another_host_is_refused_even_with_the_right_ca(
 
 def test_a_missing_ca_bundle_is_a_configuration_error_naming_it(stack: Stack, tls_idp: AnsweringIdp) -> None:
     backend = KongSecretsBackend(**stack.backend_kwargs(ca_bundle="/nonexistent/private-ca.pem"))
-    with pytest.raises(ConfigError, match="ca_bundle /nonexistent/private-ca.pem is not a readable file"):
+    with pytest.raises(ConfigError, match=r"ca_bundle /nonexistent/private-ca\.pem is not a readable file"):
         backend.resolve(kong_conn(stack, tls_idp))
 
 

@@ -73,7 +73,9 @@ def test_an_expires_in_that_is_not_a_finite_positive_number_is_refused_and_nothi
     stack: Stack, idp: AnsweringIdp, raw: bytes, message: str
 ) -> None:
     name = uuid.uuid4().hex[:8]
-    idp.answers[name] = b'{"access_token": "hostile-lifetime-token", "token_type": "Bearer", "expires_in": ' + raw + b"}"
+    idp.answers[name] = (
+        b'{"access_token": "hostile-lifetime-token", "token_type": "Bearer", "expires_in": ' + raw + b"}"
+    )
     conn_id = connection_at(stack, idp.token_url(name))
     backend = KongSecretsBackend(**stack.backend_kwargs())
     for attempt in (1, 2):
@@ -97,7 +99,8 @@ def test_a_ten_year_lifetime_is_cut_to_max_token_ttl_in_memory_and_in_redis(
     backend = KongSecretsBackend(**stack.backend_kwargs(token_cache=redis_server.url))
     first = resolve(backend, conn_id)
     assert DAY - 10 < first.token.remaining() <= DAY  # the default max_token_ttl
-    (key,) = [k for k in redis_server.keys() if b":token:" in k]
+    stored = redis_server.keys()
+    (key,) = [k for k in stored if b":token:" in k]
     assert 0 < redis_server.client().pttl(key) <= DAY * 1000  # the fleet cache keeps it a day at most
     assert resolve(backend, conn_id).token.value == first.token.value and idp.count("decade") == 1
 
