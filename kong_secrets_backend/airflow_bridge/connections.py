@@ -32,11 +32,13 @@ def _copyable(conn_class: type) -> bool:
 
 class ConnectionMemo:
     """Bounded, least recently used first (no lock: each step is atomic under the GIL, and a lost race only
-    builds a connection once more)."""
+    builds a connection once more). Below half its bound nothing can be evicted: a hit is one dict read, and
+    recency is recorded from half its bound on."""
 
     def __init__(self, maxsize: int = MAX_ENTRIES) -> None:
         self.maxsize = maxsize
         self._built: OrderedDict[tuple[str, str | None], tuple[str, type, Any]] = OrderedDict()
+        self._lru = False
 
     def connection(
         self, conn_id: str, team_name: str | None, value: str, conn_class: type, build: Callable[[], Any]
@@ -44,13 +46,17 @@ class ConnectionMemo:
         key = (conn_id, team_name)
         kept = self._built.get(key)
         if kept is not None and kept[0] is value and kept[1] is conn_class:
-            with contextlib.suppress(KeyError):
-                self._built.move_to_end(key)
+            if self._lru:
+                try:  # noqa: SIM105 - contextlib.suppress costs several dict reads on the hot path
+                    self._built.move_to_end(key)
+                except KeyError:  # evicted meanwhile
+                    pass
             return copy.copy(kept[2])
         conn = build()
         if not _copyable(conn_class):
             return conn
         self._built[key] = (value, conn_class, conn)
+        self._lru = self._lru or len(self._built) * 2 >= self.maxsize
         with contextlib.suppress(KeyError):
             self._built.move_to_end(key)
             while len(self._built) > self.maxsize:

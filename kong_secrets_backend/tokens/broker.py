@@ -67,7 +67,11 @@ class TokenBroker:
     def obtain(self, flow: TokenFlow, deadline: Deadline, *, label: str = "", force: bool = False) -> Obtained:
         """A token for the flow and where it came from: cached while fresh, else refreshed; ``force`` mints one
         now whatever is cached (a retried task's first resolution: the cached token may be the revoked one)."""
-        key = token_key(flow)  # the memory tier's key; shared caches use flow.cache_key() (_shared_for)
+        # The memory tier's key (shared caches use flow.cache_key(): _shared_for): token_key(flow), inlined.
+        try:
+            key = flow.token_key()  # type: ignore[attr-defined]
+        except AttributeError:  # a flow without one
+            key = flow.cache_key()
         if force:
             with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
                 if not acquired:
