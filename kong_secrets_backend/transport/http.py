@@ -106,7 +106,13 @@ class HttpTransport:
         True (certifi). A configured bundle that is not a file is a configuration error, found on first use."""
         verify = self.verify
         if verify is True:
-            return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                path = os.environ.get(variable)
+                if path:  # requests would fail with an OSError, reported as an unexpected error
+                    if not os.path.exists(path):
+                        raise ConfigError(f"{variable} {path} does not exist (a PEM file or directory of CAs)")
+                    return path
+            return True
         if isinstance(verify, str) and not self._bundle_checked:
             if not os.path.isfile(verify):
                 raise ConfigError(f"ca_bundle {verify} is not a readable file (a PEM file of CA certificates)")

@@ -112,6 +112,14 @@ def test_a_missing_ca_bundle_is_a_configuration_error_naming_it(stack: Stack, tl
         backend.resolve(kong_conn(stack, tls_idp))
 
 
+def test_a_missing_environment_bundle_is_a_configuration_error_naming_the_variable(
+    stack: Stack, tls_idp: AnsweringIdp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/env-ca.pem")
+    with pytest.raises(ConfigError, match=r"REQUESTS_CA_BUNDLE /nonexistent/env-ca\.pem does not exist"):
+        KongSecretsBackend(**stack.backend_kwargs()).resolve(kong_conn(stack, tls_idp))
+
+
 @pytest.mark.parametrize(("value", "message"), [("relative/ca.pem", "absolute path"), (42, "non-empty string")])
 def test_ca_bundle_is_checked_by_name_when_the_backend_is_built(value: object, message: str) -> None:
     from tests.backend_settings import backend_settings
