@@ -114,6 +114,23 @@ OWN_SETTINGS: tuple[Setting, ...] = (
         maximum=86400,
     ),
     Setting(
+        "max_token_ttl",
+        "number",
+        86400.0,
+        "longest token lifetime (seconds) the backend uses: a longer `expires_in` or JWT `exp` is cut to it, and"
+        " a kong_jwt `ttl` above it is refused",
+        minimum=60,
+        maximum=604800,
+    ),
+    Setting(
+        "ca_bundle",
+        "file",
+        None,
+        "a PEM file of CA certificates that verifies the token endpoint, OpenID discovery and JWKS; unset:"
+        " `REQUESTS_CA_BUNDLE` / `CURL_CA_BUNDLE`, then certifi (see [security](security.md#tls))",
+        shown_default="none",
+    ),
+    Setting(
         "task_headers",
         "bool",
         True,
@@ -150,6 +167,8 @@ class Settings:
     refresh_margin_fraction: float
     refresh_jitter: float
     default_token_ttl: float
+    max_token_ttl: float
+    ca_bundle: str | None
     task_headers: bool
     traceparent: bool
     fast_masking: bool

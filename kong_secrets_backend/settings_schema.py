@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ Kind = Literal[
     "object",  # a JSON object
     "token_cache",  # "memory", "file" or a redis:// / rediss:// URL
     "directory",  # an absolute directory path (~ expanded)
+    "file",  # an absolute file path (~ expanded); whether it exists is checked at first use
     "any",  # documented only: the owning module checks it
 ]
 
@@ -42,6 +44,7 @@ _KIND_TEXT: dict[str, str] = {
     "object": "JSON object",
     "token_cache": '`"memory"`, `"file"` or a `redis://` / `rediss://` URL',
     "directory": "absolute path",
+    "file": "absolute path of a file",
     "any": "",
 }
 
@@ -116,7 +119,7 @@ def as_bool(name: str, value: Any) -> bool:
 
 
 def as_number(name: str, value: Any, *, minimum: float, maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a number")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
@@ -165,6 +168,18 @@ def as_directory(name: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name} must be a non-empty string (a directory path)")
     expanded = os.path.expanduser(value)
+    if not os.path.isabs(expanded):
+        raise ConfigError(f"{name} must be an absolute path (Airflow's processes do not share a working directory)")
+    return os.path.normpath(expanded)
+
+
+def as_file(name: str, value: Any) -> str | None:
+    """An absolute file path (``~`` expanded, normalised), or None. Not opened here (no I/O in settings)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(f"{name} must be a non-empty string (a file path)")
+    expanded = os.path.expanduser(value.strip())
     if not os.path.isabs(expanded):
         raise ConfigError(f"{name} must be an absolute path (Airflow's processes do not share a working directory)")
     return os.path.normpath(expanded)
@@ -232,6 +247,7 @@ _READERS: dict[str, Callable[[Setting, Any], Any]] = {
     "object": lambda s, v: as_object(s.name, v),
     "token_cache": lambda s, v: as_token_cache(s.name, v),
     "directory": lambda s, v: as_directory(s.name, v),
+    "file": lambda s, v: as_file(s.name, v),
     "any": _unchecked,
 }
 
@@ -244,6 +260,7 @@ __all__ = [
     "as_bool",
     "as_choice",
     "as_directory",
+    "as_file",
     "as_integer",
     "as_number",
     "as_object",

@@ -72,8 +72,11 @@ class ProcessState:
         self.runtimes: BoundedMap[str, Runtime] = BoundedMap(MAX_RUNTIMES)
         self.tokens = MemoryTokenCache()  # every runtime's tokens: one cache for the whole process
         self.shared_caches: dict[tuple[str, str | None], TokenCache | None] = {}  # one per token_cache setting
-        # Documents fetched from peers: OpenID discovery by (issuer, endpoint policy), JWKS by Vault identity.
-        self.discovery: BoundedMap[tuple[str, bool], dict[str, Any]] = BoundedMap(MAX_DOCUMENTS, ttl=DISCOVERY_TTL)
+        # Documents fetched from peers: OpenID discovery by (issuer, endpoint policy, ca_bundle), JWKS by Vault
+        # identity.
+        self.discovery: BoundedMap[tuple[str, bool, str | None], dict[str, Any]] = BoundedMap(
+            MAX_DOCUMENTS, ttl=DISCOVERY_TTL
+        )
         self.jwks: BoundedMap[str, dict[str, Any]] = BoundedMap(MAX_DOCUMENTS, ttl=JWKS_TTL)
         self.audited_uses: BoundedMap[tuple[Any, ...], bool] = BoundedMap(MAX_AUDITED_USES)
 
@@ -101,7 +104,7 @@ class ProcessState:
                     ),
                     broker=broker,
                     keeper=TokenKeeper(broker),
-                    http=HttpTransport(),
+                    http=HttpTransport(verify=settings.ca_bundle or True),
                     records=BoundedMap(MAX_CONNECTIONS, ttl=settings.credential_cache_ttl),
                 )
                 self.runtimes[settings.fingerprint] = runtime

@@ -40,6 +40,7 @@ PREFIX = "kong-secrets-backend:"
 # resolution that meets it at the end of its deadline within the deadline's one-second grace.
 SOCKET_TIMEOUT = 0.5
 RETRY_AFTER = 5.0  # after a failure, Redis is left alone this long (seconds)
+TLS_CHECKS = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}  # rediss://, always
 _LOCK_POLL = 0.02  # while another host mints: at most 50 SET NX a second per waiting process
 
 
@@ -170,9 +171,16 @@ class RedisTokenCache:
 
 
 def _connect(url: str) -> Any:
+    """A client for the URL; for ``rediss://`` the server's certificate *and host name* are checked whatever the
+    redis-py version (5.x did not check the host name by default) and whatever the URL's query says."""
     import redis
 
-    return redis.Redis.from_url(url, **_client_kwargs())
+    pool = redis.ConnectionPool.from_url(url, **_client_kwargs())
+    if issubclass(pool.connection_class, redis.SSLConnection):
+        pool.connection_kwargs.update(TLS_CHECKS)
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as Redis.from_url does: the client owns its pool
+    return client
 
 
 @cache

@@ -32,7 +32,7 @@ def entry_name(key: str) -> str:
     return hashlib.sha256(f"kong-secrets-backend:{key}".encode()).hexdigest()[:48]
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=16_384)  # one per credential in use: at least 10,000 connections without re-deriving
 def _aead(secret: bytes, key: str) -> Any:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

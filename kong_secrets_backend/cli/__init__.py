@@ -102,7 +102,9 @@ def _emit(report: CheckReport, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def render(report: CheckReport) -> str:
-    """The human-readable report: one aligned line per fact."""
+    """The human-readable report: one aligned line per fact (URLs without userinfo or query, control
+    characters escaped: see ``CheckReport.safe``)."""
+    report = report.safe()
     lines: list[tuple[str, str]] = []
     backend = report.backend
     if backend.get("class"):

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -209,10 +210,81 @@ class CheckReport:
         return self
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        """The report as JSON-ready data: URLs without userinfo or query, control characters escaped."""
+        out: dict[str, Any] = scrub(asdict(self))
         out["status"] = self.status
         out["ok"] = self.exit_code == EXIT_OK
         return out
+
+    def safe(self) -> CheckReport:
+        """A copy fit to print: every string scrubbed (:func:`scrub`), whatever peer or setting it came from."""
+        data = scrub(asdict(self))
+        token = TokenInfo(**data["token"]) if data["token"] is not None else None
+        probe = ProbeResult(**data["probe"]) if data["probe"] is not None else None
+        return CheckReport(**{**data, "token": token, "probe": probe})
+
+
+# -- what may be printed --------------------------------------------------------------------------------
+
+# A URL inside any text: scheme://, then anything up to whitespace or a quote.
+_URL_IN_TEXT = re.compile(r"""\b[A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s'"<>`]*""")
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host:port/path`` without userinfo, query or fragment (where passwords and tokens hide);
+    a Redis URL shows its port and database even when they are the defaults (``redis://host:6379/0``)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port = None
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return "<a URL that does not parse>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    path = parts.path
+    scheme = parts.scheme.lower()
+    if scheme in _REDIS_SCHEMES:  # the path is a database number, or it is not shown
+        port = port or 6379
+        path = path if path.strip("/").isdigit() else "/0"
+    shown = f"{parts.scheme}://{host}{f':{port}' if port else ''}{path}"
+    return shown
+
+
+def escape_controls(text: str) -> str:
+    """Control and other non-printable characters (ESC, CR, bidi overrides...) as visible escapes."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def scrub_text(text: str) -> str:
+    """One string fit to print: every URL in it shown by :func:`safe_url`, control characters escaped."""
+    if "://" in text:
+        text = _URL_IN_TEXT.sub(lambda m: safe_url(m.group(0)), text)
+    return escape_controls(text)
+
+
+def scrub(value: Any) -> Any:
+    """``value`` (JSON-like data) with every string, keys included, passed through :func:`scrub_text`."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
 
 
 # -- running the check ----------------------------------------------------------------------------------
@@ -257,7 +329,7 @@ def run_check(
         )
     runtime = runtime_for(config)
     report.backend.update(_describe_config(config))
-    report.cache = {"mode": config.token_cache, "shared_by": _cache_scope(config.token_cache)}
+    report.cache = {"mode": _shown_setting(config.token_cache), "shared_by": _cache_scope(config.token_cache)}
     with contextlib.suppress(Exception):
         report.searched = runtime.source.describe("connections", conn_id)
 
@@ -333,16 +405,22 @@ def _import_backend_class(class_path: str, report: CheckReport) -> type | None:
 
 
 def _describe_config(config: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"source": config.source, "token_cache": config.token_cache}
+    out: dict[str, Any] = {"source": config.source, "token_cache": _shown_setting(config.token_cache)}
     vault = getattr(config, "vault", None)
     if vault is not None:
-        out["vault_url"] = vault.url
+        out["vault_url"] = _shown_setting(vault.url)
         out["vault_auth_type"] = vault.auth.type
     aws = getattr(config, "aws", None)
     for name in ("region_name", "profile_name", "role_arn", "endpoint_url"):
         if aws is not None and getattr(aws, name, None):
-            out[f"aws_{name}"] = getattr(aws, name)
+            out[f"aws_{name}"] = _shown_setting(getattr(aws, name))
     return out
+
+
+def _shown_setting(value: Any) -> Any:
+    """A setting as the report shows it: a URL whole through :func:`safe_url` (a password in it may hold
+    characters that end a URL in free text), anything else as it is."""
+    return safe_url(value) if isinstance(value, str) and "://" in value else value
 
 
 def _cache_scope(mode: str) -> str:

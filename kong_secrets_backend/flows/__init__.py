@@ -69,7 +69,8 @@ class Credential(Protocol):
         """Every secret string the credential holds, for the secrets masker."""
 
     def cache_key(self) -> str:
-        """Digest of everything that changes the token (never the secret itself)."""
+        """Digest of the token's non-secret identity (flow, endpoint, client, scope, audience, version...): it names
+        shared cache entries, so never a secret or a hash of one (see :mod:`.identity`)."""
 
 
 class TokenFlow(Protocol):
@@ -79,7 +80,9 @@ class TokenFlow(Protocol):
     static: bool
 
     def cache_key(self) -> str:
-        """Digest of everything that changes the token (never the secret itself)."""
+        """The credential's cache_key: the name of the flow's tokens in shared caches (non-secret identity only).
+        A flow may also have ``token_key()``, the in-process key that tells secrets apart (:mod:`.identity`);
+        without one the broker and the keeper use cache_key."""
 
     def cache_secret(self) -> bytes | None:
         """Secret material (the cache key plus the credential's secret or private key) from which

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kong_secrets_backend.errors import KongAuthError, SecretFormatError
 from kong_secrets_backend.flows import FlowKind, discovery, jws
 from kong_secrets_backend.flows.fields import DEFAULT_HEADER, Fields, scope_value
+from kong_secrets_backend.flows.identity import local_token_key
 from kong_secrets_backend.flows.keys import SigningKey, hmac_key, pem_mask_values, private_key
 from kong_secrets_backend.flows.oauth_response import parse_token_response
 from kong_secrets_backend.transport.urls import check_endpoint_url
@@ -90,14 +91,16 @@ class ClientCredentials:
         return values + (pem_mask_values(self.private_key) if self.private_key else ())
 
     def cache_key(self) -> str:
-        """A digest of everything that changes the token: who, which secret (and version), for what."""
+        """The token's identity: who (endpoint, client, auth method, public key), for what (scope, audience,
+        resource, parameters), which version of the secret. Never the client secret or anything derived from it:
+        it names shared cache entries, which whoever can list the cache sees."""
         material = {
             "flow": self.flow,
             "token_url": self.token_url,
             "issuer": self.issuer,
             "client_id": self.client_id,
-            "client_secret": self.client_secret,
             "client_auth_method": self.client_auth_method,
+            # alg and kid; for private_key_jwt the public key's fingerprint (empty for an HMAC secret)
             "signing_key": [self.signing_key.alg, self.signing_key.kid, self.signing_key.fingerprint]
             if self.signing_key
             else None,
@@ -183,8 +186,9 @@ class ClientCredentialsFlow:
     def __init__(self, credential: ClientCredentials, *, http: HttpTransport, settings: Settings) -> None:
         self.credential = credential
         self.http = http
-        self.settings = settings  # default_token_ttl; the endpoint policy for a discovered token endpoint
+        self.settings = settings  # default_token_ttl, max_token_ttl; the endpoint policy for a discovered endpoint
         self._cache_key = credential.cache_key()
+        self._token_key = local_token_key(self._cache_key, self.cache_secret())
 
     def __repr__(self) -> str:
         cred = self.credential
@@ -193,6 +197,9 @@ class ClientCredentialsFlow:
 
     def cache_key(self) -> str:
         return self._cache_key
+
+    def token_key(self) -> str:
+        return self._token_key
 
     def cache_secret(self) -> bytes:
         """Sealing material for shared token caches: only a holder of the client secret or key has it."""
@@ -253,7 +260,10 @@ class ClientCredentialsFlow:
             if self.credential.issuer:  # the endpoint may have moved: discover it again next time
                 discovery.forget(self.credential.issuer)
             raise
-        return parse_token_response(resp, flow=self.name, default_ttl=self.settings.default_token_ttl)
+        settings = self.settings
+        return parse_token_response(
+            resp, flow=self.name, default_ttl=settings.default_token_ttl, max_ttl=settings.max_token_ttl
+        )
 
 
 def build(

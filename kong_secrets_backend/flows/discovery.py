@@ -33,8 +33,9 @@ def token_endpoint(issuer: str, http: HttpTransport, deadline: Deadline, *, sett
 
 
 def document(issuer: str, http: HttpTransport, deadline: Deadline, *, settings: Settings) -> dict[str, Any]:
-    """The issuer's discovery document, cached per issuer and endpoint policy (``settings.allow_insecure_http``)."""
-    key = (issuer, settings.allow_insecure_http)
+    """The issuer's discovery document, cached per issuer and endpoint policy (``settings.allow_insecure_http``,
+    and the CA bundle that verified it: a document fetched under one trust policy is not reused under another)."""
+    key = (issuer, settings.allow_insecure_http, settings.ca_bundle)
     cached = PROCESS.discovery.get(key)
     if cached is not None:
         return cached

@@ -57,8 +57,11 @@ class Fields:
             raise SecretFormatError(f"kong_auth.{name} must be true or false, not {type(value).__name__}")
         return value
 
-    def optional_seconds(self, name: str, *, default: float | None, minimum: float = 1, maximum: float) -> float | None:
-        """A positive number of seconds (an int, a float, or a string of digits), within [minimum, maximum]."""
+    def optional_seconds(
+        self, name: str, *, default: float | None, minimum: float = 1, maximum: float, maximum_from: str = ""
+    ) -> float | None:
+        """A positive number of seconds (an int, a float, or a string of digits), within [minimum, maximum];
+        ``maximum_from`` names the setting the maximum comes from, for the error."""
         value = self.block.get(name)
         if value is None:
             return default
@@ -67,7 +70,8 @@ class Fields:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SecretFormatError(f"kong_auth.{name} must be a number of seconds")
         if not minimum <= value <= maximum:
-            raise SecretFormatError(f"kong_auth.{name} must be between {minimum:g} and {maximum:g} seconds")
+            source = f" (the backend's {maximum_from})" if maximum_from else ""
+            raise SecretFormatError(f"kong_auth.{name} must be between {minimum:g} and {maximum:g} seconds{source}")
         return float(value)
 
     def str_map(self, name: str) -> dict[str, str]:

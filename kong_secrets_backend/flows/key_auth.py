@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from kong_secrets_backend.errors import SecretFormatError
 from kong_secrets_backend.flows import FlowKind
 from kong_secrets_backend.flows.fields import Fields
+from kong_secrets_backend.flows.identity import local_token_key
 from kong_secrets_backend.tokens import Token
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class KeyAuth:
         return (self.key,)
 
     def cache_key(self) -> str:
-        return "ka:" + hashlib.sha256(f"{self.header_name}\0{self.key}\0{self.version}".encode()).hexdigest()
+        """The header and the version; never the key (nothing of key_auth is cached, but the rule holds)."""
+        return "ka:" + hashlib.sha256(f"{self.header_name}\0{self.version}".encode()).hexdigest()
 
 
 def parse(block: Mapping[str, Any], *, settings: Settings, version: str | None) -> KeyAuth:
@@ -68,12 +70,16 @@ class KeyAuthFlow:
     def __init__(self, credential: KeyAuth) -> None:
         self.credential = credential
         self._cache_key = credential.cache_key()
+        self._token_key = local_token_key(self._cache_key, credential.key)
 
     def __repr__(self) -> str:
         return f"KeyAuthFlow(header_name={self.credential.header_name!r})"
 
     def cache_key(self) -> str:
         return self._cache_key
+
+    def token_key(self) -> str:
+        return self._token_key
 
     def mint(self, deadline: Deadline) -> Token:
         now = time.time()

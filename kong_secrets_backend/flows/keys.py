@@ -29,7 +29,8 @@ class SigningKey:
     alg: str
     key: Any = field(repr=False, compare=False)
     kid: str | None = None
-    fingerprint: str = field(default="", repr=False)  # sha256 of the key material, for cache keys
+    # sha256 of the public key (asymmetric keys), for cache keys; "" for an HMAC secret, of which no digest is kept
+    fingerprint: str = field(default="", repr=False)
 
     def sign(self, signing_input: bytes) -> bytes:
         """The raw JWS signature of signing_input (RFC 7518 §3: ECDSA as fixed-size r || s)."""
@@ -59,8 +60,7 @@ def hmac_key(secret: str, *, alg: str | None, field_name: str, alg_field: str) -
         raise SecretFormatError(
             f"kong_auth.{alg_field} {alg!r} cannot be used with {field_name} (use one of {', '.join(HMAC_ALGS)})"
         )
-    raw = secret.encode()
-    return SigningKey(alg=alg, key=raw, fingerprint=hashlib.sha256(b"hmac:" + raw).hexdigest())
+    return SigningKey(alg=alg, key=secret.encode())
 
 
 def private_key(pem: str, *, alg: str | None, kid: str | None, field_name: str, alg_field: str) -> SigningKey:

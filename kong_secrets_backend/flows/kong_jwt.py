@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kong_secrets_backend.errors import SecretFormatError
 from kong_secrets_backend.flows import FlowKind, jws
 from kong_secrets_backend.flows.fields import DEFAULT_HEADER, Fields
+from kong_secrets_backend.flows.identity import local_token_key
 from kong_secrets_backend.flows.keys import ASYMMETRIC_ALGS, HMAC_ALGS, SigningKey, hmac_key, pem_mask_values
 from kong_secrets_backend.flows.keys import private_key as import_private_key
 from kong_secrets_backend.tokens import Token, claims_summary
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 NAME = "kong_jwt"
 DEFAULT_TTL = 300.0
-MAX_TTL = 86400.0
+# The longest ttl is the backend's max_token_ttl setting (86400 s unless configured).
 # Kong compares exp with its own clock: stay this far inside maximum_expiration when capping the TTL.
 MAXIMUM_EXPIRATION_MARGIN = 10.0
 
@@ -74,6 +75,8 @@ class KongJwt:
         return values + (pem_mask_values(self.private_key) if self.private_key else ())
 
     def cache_key(self) -> str:
+        """The token's identity: the consumer's key (public: it is in every token), the algorithm, the public
+        key's fingerprint (none for an HMAC secret), the token's shape and the version. Never the secret."""
         material = {
             "flow": self.flow,
             "key": self.key,
@@ -109,7 +112,8 @@ def parse(block: Mapping[str, Any], *, settings: Settings, version: str | None) 
     else:
         raise SecretFormatError("kong_auth.secret (HS256/384/512) or kong_auth.private_key (RS*/ES*) is missing")
 
-    ttl = f.optional_seconds("ttl", default=DEFAULT_TTL, maximum=MAX_TTL)
+    limit = settings.max_token_ttl  # a longer ttl is refused by name, never cut silently
+    ttl = f.optional_seconds("ttl", default=min(DEFAULT_TTL, limit), maximum=limit, maximum_from="max_token_ttl")
     assert ttl is not None
     maximum = f.optional_seconds("maximum_expiration", default=None, minimum=0, maximum=31536000)
     if maximum:  # Kong: 0 means no maximum
@@ -143,6 +147,7 @@ class KongJwtFlow:
     def __init__(self, credential: KongJwt) -> None:
         self.credential = credential
         self._cache_key = credential.cache_key()
+        self._token_key = local_token_key(self._cache_key, self.cache_secret())
 
     def __repr__(self) -> str:
         cred = self.credential
@@ -150,6 +155,9 @@ class KongJwtFlow:
 
     def cache_key(self) -> str:
         return self._cache_key
+
+    def token_key(self) -> str:
+        return self._token_key
 
     def cache_secret(self) -> bytes:
         """Sealing material for shared token caches: only a holder of the consumer's secret or key has it."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import time
 from typing import Any
 
@@ -12,10 +14,17 @@ from kong_secrets_backend.tokens import Token, claims_summary, jwt_parts
 from kong_secrets_backend.transport.http import HttpResponse
 
 _MAX_DESCRIPTION = 300
+DEFAULT_MAX_TTL = 86400.0  # the max_token_ttl setting's default
 
 
-def parse_token_response(resp: HttpResponse, *, flow: str, default_ttl: float) -> Token:
-    """A Token from a 200 JSON response, else TokenEndpointError carrying the IdP's error code and description."""
+def parse_token_response(
+    resp: HttpResponse, *, flow: str, default_ttl: float, max_ttl: float = DEFAULT_MAX_TTL
+) -> Token:
+    """A Token from a 200 JSON response, else TokenEndpointError carrying the IdP's error code and description.
+
+    The token's lifetime is ``expires_in`` (a finite positive number, or a string of one), else the JWT's
+    ``exp``, else ``default_ttl``; in every case at most ``max_ttl`` seconds (the backend's ``max_token_ttl``).
+    """
     if 300 <= resp.status < 400:
         raise TokenEndpointError(
             f"token endpoint answered a {resp.status} redirect; redirects are not followed with credentials",
@@ -57,7 +66,7 @@ def parse_token_response(resp: HttpResponse, *, flow: str, default_ttl: float) -
     now = time.time()
     parts = jwt_parts(access_token)
     header, payload = parts if parts else ({}, {})
-    expires_at = _expires_at(body.get("expires_in"), payload, now, default_ttl)
+    expires_at = min(_expires_at(body.get("expires_in"), payload, now, default_ttl), now + max_ttl)
     claims = claims_summary(payload)
     if "scope" not in claims and isinstance(body.get("scope"), str):
         claims["scope"] = body["scope"]
@@ -66,22 +75,42 @@ def parse_token_response(resp: HttpResponse, *, flow: str, default_ttl: float) -
 
 
 def _expires_at(expires_in: Any, payload: dict[str, Any], now: float, default_ttl: float) -> float:
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
-    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
-        if expires_in <= 0:
-            raise TokenEndpointError(
-                f"token endpoint issued a token with expires_in={expires_in}", reason="idp_garbage", status=200
-            )
-        return now + float(expires_in)
     if expires_in is not None:
-        raise TokenEndpointError("token endpoint sent a non-numeric expires_in", reason="idp_garbage", status=200)
+        return now + _lifetime(expires_in)
     exp = payload.get("exp")
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
         if exp <= now:
             raise TokenEndpointError("token endpoint issued an already expired token", reason="idp_garbage", status=200)
         return float(exp)
     return now + default_ttl
+
+
+def _lifetime(expires_in: Any) -> float:
+    """``expires_in`` as a finite positive number of seconds: a JSON number, or a string holding one.
+
+    JSON allows ``1e309`` (infinity to a parser), Python's parser also ``NaN`` and ``Infinity``: none is a lifetime.
+    """
+    value: float | None = None
+    if isinstance(expires_in, str):
+        with contextlib.suppress(ValueError):
+            value = float(expires_in.strip())
+    elif isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
+        try:
+            value = float(expires_in)
+        except OverflowError:  # an integer with hundreds of digits
+            value = math.inf
+    if value is None:
+        raise TokenEndpointError("token endpoint sent a non-numeric expires_in", reason="idp_garbage", status=200)
+    if not math.isfinite(value):
+        raise TokenEndpointError(
+            "token endpoint sent an expires_in that is not a finite number", reason="idp_garbage", status=200
+        )
+    if value <= 0:
+        shown = int(value) if value.is_integer() else value
+        raise TokenEndpointError(
+            f"token endpoint issued a token with expires_in={shown}", reason="idp_garbage", status=200
+        )
+    return value
 
 
 def _json_object(resp: HttpResponse) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ digest of the backend settings (who logged in to Vault).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from kong_secrets_backend.errors import SecretFormatError, SourceError
 from kong_secrets_backend.flows import FlowKind, jws
 from kong_secrets_backend.flows.fields import DEFAULT_HEADER, Fields
+from kong_secrets_backend.flows.identity import local_token_key
 from kong_secrets_backend.masking import mask
 from kong_secrets_backend.state import PROCESS
 from kong_secrets_backend.tokens import Token, claims_summary
@@ -75,12 +77,17 @@ class VaultIdentityFlow:
     name = NAME
     static = False
 
-    def __init__(self, credential: VaultIdentity, signer: IdentityTokenSigner, *, identity: str) -> None:
-        """identity: a fingerprint of the backend settings (who logs in to Vault): part of the cache key."""
+    def __init__(
+        self, credential: VaultIdentity, signer: IdentityTokenSigner, *, identity: str, max_ttl: float = 86400.0
+    ) -> None:
+        """identity: a fingerprint of the backend settings (who logs in to Vault): part of the cache key, as a
+        digest under the process's own key (the settings may hold Vault credentials; the tokens of this flow
+        never reach a shared cache). max_ttl: the backend's max_token_ttl."""
         self.credential = credential
         self.signer = signer
         self.identity = identity
-        self._cache_key = credential.cache_key() + ":" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+        self.max_ttl = max_ttl
+        self._cache_key = local_token_key(credential.cache_key(), identity)
 
     def __repr__(self) -> str:
         return f"VaultIdentityFlow(role={self.credential.role!r})"
@@ -99,13 +106,14 @@ class VaultIdentityFlow:
         header, payload = self._verified(value, deadline)
         now = time.time()
         exp = payload.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp <= now:
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp) or exp <= now:
             raise SourceError(
                 f"Vault identity token for role {role} has no future exp claim", reason="vault_identity_token"
             )
         kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+        expires_at = min(float(exp), now + self.max_ttl)  # Vault's role TTL, within max_token_ttl
         return Token(
-            value=value, issued_at=now, expires_at=float(exp), flow=self.name, claims=claims_summary(payload), kid=kid
+            value=value, issued_at=now, expires_at=expires_at, flow=self.name, claims=claims_summary(payload), kid=kid
         )
 
     def _verified(self, value: str, deadline: Deadline) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,7 +149,8 @@ def build(
     """Vault signs for the identity the backend logged in with: the settings' fingerprint names it."""
     if not callable(getattr(source, "sign_identity_token", None)):
         raise SecretFormatError(f"kong_auth.flow {NAME!r} needs source {FLOW.source!r}")
-    return VaultIdentityFlow(credential, cast("IdentityTokenSigner", source), identity=settings.fingerprint)
+    signer = cast("IdentityTokenSigner", source)
+    return VaultIdentityFlow(credential, signer, identity=settings.fingerprint, max_ttl=settings.max_token_ttl)
 
 
 FLOW = FlowKind(name=NAME, parse=parse, build=build, static=VaultIdentityFlow.static, source="vault")

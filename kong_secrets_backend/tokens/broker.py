@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from kong_secrets_backend.airflow_bridge import metrics
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError
+from kong_secrets_backend.flows.identity import token_key
 from kong_secrets_backend.tokens import Origin, TokenState
 from kong_secrets_backend.transport.retry import with_retries
 
@@ -64,7 +65,11 @@ class TokenBroker:
     def obtain(self, flow: TokenFlow, deadline: Deadline, *, label: str = "", force: bool = False) -> Obtained:
         """A token for the flow and where it came from: cached while fresh, else refreshed; ``force`` mints one
         now whatever is cached (a retried task's first resolution: the cached token may be the revoked one)."""
-        key = flow.cache_key()
+        # The memory tier's key (shared caches use flow.cache_key(): _shared_for): token_key(flow), inlined.
+        try:
+            key = flow.token_key()  # type: ignore[attr-defined]
+        except AttributeError:  # a flow without one
+            key = flow.cache_key()
         if force:
             with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
                 if not acquired:
@@ -79,14 +84,14 @@ class TokenBroker:
     def peek(self, flow: TokenFlow, *, usable: bool = False) -> Token | None:
         """The flow's cached token if still before its refresh point (or, with ``usable``, still servable);
         never mints, never waits."""
-        key = flow.cache_key()
+        key = token_key(flow)
         now = self.clock()
         entry = self.cache.entry(key)
         if entry is not None and now < (entry.usable_until if usable else entry.refresh_at):
             return entry.token
-        shared, secret = self._shared_for(flow)
+        shared, name, secret = self._shared_for(flow)
         if shared is not None:
-            found = shared.get(key, secret)
+            found = shared.get(name, secret)
             if found is not None:
                 kept = self._remember(key, found)
                 if now < (kept.usable_until if usable else kept.refresh_at):
@@ -97,11 +102,11 @@ class TokenBroker:
 
     def _refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Obtained:
         """The token is STALE (advisory window) or INVALID (mandatory window, or none): see the shared tier first."""
-        shared, secret = self._shared_for(flow)
+        shared, name, secret = self._shared_for(flow)
         local = self._usable_local(key)
         current = Obtained(local, Origin.MEMORY) if local is not None else None
         if shared is not None:
-            found = shared.get(key, secret)
+            found = shared.get(name, secret)
             if found is not None and (current is None or found.expires_at > current.token.expires_at):
                 state = self._remember(key, found).state(self.clock())
                 if state is TokenState.FRESH:
@@ -116,7 +121,7 @@ class TokenBroker:
     def _advisory_refresh(
         self, flow: TokenFlow, key: str, current: Obtained, deadline: Deadline, label: str
     ) -> Obtained:
-        shared, secret = self._shared_for(flow)
+        shared, name, secret = self._shared_for(flow)
         with self.cache.lock(key, timeout=0) as acquired:
             if not acquired:  # another thread of this process is refreshing: keep serving the current token
                 return current
@@ -125,17 +130,17 @@ class TokenBroker:
                 return Obtained(latest.token, Origin.MEMORY)  # refreshed by another thread meanwhile
             if shared is None:
                 return self._mint_or_keep(flow, key, current, deadline, label)
-            with shared.lock(key, timeout=0, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
+            with shared.lock(name, timeout=0, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
                 if not got_shared:  # another process or host is refreshing
                     return current
-                found = shared.get(key, secret)
+                found = shared.get(name, secret)
                 if found is not None and found.expires_at > current.token.expires_at:
                     self._remember(key, found)
                     return Obtained(found, Origin.SHARED)
                 return self._mint_or_keep(flow, key, current, deadline, label)
 
     def _mandatory_refresh(self, flow: TokenFlow, key: str, deadline: Deadline, label: str) -> Obtained:
-        shared, secret = self._shared_for(flow)
+        shared, name, secret = self._shared_for(flow)
         with self.cache.lock(key, timeout=deadline.remaining()) as acquired:
             if not acquired:
                 raise DeadlineExceeded("timed out waiting for another resolution to mint the token")
@@ -145,8 +150,8 @@ class TokenBroker:
             if shared is None:
                 return self._mint(flow, key, deadline, label)
             wait = max(0.0, deadline.remaining() / 2)
-            with shared.lock(key, timeout=wait, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
-                found = shared.get(key, secret)
+            with shared.lock(name, timeout=wait, hold=deadline.remaining() + LOCK_HOLD_MARGIN) as got_shared:
+                found = shared.get(name, secret)
                 if found is not None and self.policy.usable(found, now=self.clock()):
                     self._remember(key, found)
                     metrics.cache_hit(flow.name)
@@ -185,9 +190,9 @@ class TokenBroker:
         else:
             token = flow.mint(deadline)
         self._remember(key, token)
-        shared, secret = self._shared_for(flow)
+        shared, name, secret = self._shared_for(flow)
         if shared is not None:
-            shared.put(key, secret, token)
+            shared.put(name, secret, token)
         self.mints += 1
         metrics.mint(flow.name, time.monotonic() - started)
         log.info(
@@ -213,12 +218,13 @@ class TokenBroker:
             return entry.token
         return None
 
-    def _shared_for(self, flow: TokenFlow) -> tuple[TokenCache | None, bytes]:
-        """The shared cache and the flow's sealing secret; (None, b"") when the token stays in this process."""
+    def _shared_for(self, flow: TokenFlow) -> tuple[TokenCache | None, str, bytes]:
+        """The shared cache, the entry's name there (the flow's cache_key: non-secret identity only) and the
+        flow's sealing secret; (None, "", b"") when the token stays in this process."""
         if self.shared is None:
-            return None, b""
+            return None, "", b""
         cache_secret = getattr(flow, "cache_secret", None)  # flows without one keep their tokens in memory
         secret = cache_secret() if cache_secret is not None else None
         if not secret:
-            return None, b""
-        return self.shared, secret
+            return None, "", b""
+        return self.shared, flow.cache_key(), secret

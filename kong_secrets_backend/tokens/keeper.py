@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kong_secrets_backend.cache.bounded import BoundedMap
 from kong_secrets_backend.errors import AccessDenied, KongAuthError, TokenEndpointError
+from kong_secrets_backend.flows.identity import token_key
 from kong_secrets_backend.tokens import Origin
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def is_rotation(old: KongConnection, new: KongConnection) -> bool:
 
     A rotation keeps serving the old token until it nears expiry; any other change takes effect at once.
     """
-    if old.flow.cache_key() == new.flow.cache_key():
+    if token_key(old.flow) == token_key(new.flow):  # the in-process identity: a new secret is a new key
         return False
     a, b = old.credential, new.credential
     if type(a) is not type(b) or not is_dataclass(a) or a.header_name != b.header_name:
@@ -173,7 +174,7 @@ class TokenKeeper:
         reread = reader.reread(deadline)
         if reread is None:
             raise refused
-        if reread.flow.cache_key() != connection.flow.cache_key():
+        if token_key(reread.flow) != token_key(connection.flow):
             log.info("kong-secrets-backend: %s: the credential changed at the source; retrying once", label)
             self._settle(key, reread)
             obtained = self.broker.obtain(reread.flow, deadline, label=label)
@@ -187,7 +188,7 @@ class TokenKeeper:
         except KongAuthError as unreadable:  # the refusal stays the error to report
             log.warning("kong-secrets-backend: %s: cannot use the pending credential version (%s)", label, unreadable)
             pending = None
-        if pending is None or pending.flow.cache_key() == connection.flow.cache_key():
+        if pending is None or token_key(pending.flow) == token_key(connection.flow):
             raise refused
         log.info(
             "kong-secrets-backend: %s: the identity provider refused the current credential; trying the pending "
@@ -215,7 +216,7 @@ class TokenKeeper:
         """True once per task try > 1 and credential."""
         if task is None or not task.try_number or task.try_number <= 1:
             return False
-        marker = (task.dag_id, task.task_id, task.run_id, task.map_index, task.try_number, flow.cache_key())
+        marker = (task.dag_id, task.task_id, task.run_id, task.map_index, task.try_number, token_key(flow))
         return self._retried.add(marker, True)
 
     def after_fork(self) -> None:

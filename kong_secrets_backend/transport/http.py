@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, TokenEndpointError
+from kong_secrets_backend.errors import ConfigError, DeadlineExceeded, KongAuthError, TokenEndpointError
 from kong_secrets_backend.transport.guard import SocketGuard, guarded_adapter
 
 if TYPE_CHECKING:
@@ -33,10 +33,16 @@ class HttpResponse:
 
 
 class HttpTransport:
-    """One requests.Session per process (re-created after fork), TLS verification on by default."""
+    """One requests.Session per process (re-created after fork), TLS verification always on.
+
+    ``verify``: True, or the path of a PEM CA bundle (the ``ca_bundle`` setting). With True the CAs are those of
+    ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, else certifi's, as requests chooses them; the session itself
+    ignores the environment otherwise (no proxies, no netrc).
+    """
 
     def __init__(self, *, verify: bool | str = True, max_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.verify = verify
+        self._bundle_checked = False
         self.max_bytes = max_bytes
         self._session: requests.Session | None = None
         self._pid = 0
@@ -91,7 +97,7 @@ class HttpTransport:
                     timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout),
                     allow_redirects=False,
                     stream=True,
-                    verify=self.verify,
+                    verify=self._verify(),
                 )
             except requests.Timeout as exc:
                 raise DeadlineExceeded(f"{what} did not answer within {read_timeout:.1f}s") from exc
@@ -103,6 +109,24 @@ class HttpTransport:
                 raise TokenEndpointError(f"{what} unreachable: {type(exc).__name__}", reason="idp_unreachable") from exc
             with resp:
                 return HttpResponse(resp.status_code, dict(resp.headers), self._read_capped(resp, guard, what=what))
+
+    def _verify(self) -> bool | str:
+        """What verifies the peer: the configured CA bundle, else the environment's (as requests reads it), else
+        True (certifi). A configured bundle that is not a file is a configuration error, found on first use."""
+        verify = self.verify
+        if verify is True:
+            for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                path = os.environ.get(variable)
+                if path:  # requests would fail with an OSError, reported as an unexpected error
+                    if not os.path.exists(path):
+                        raise ConfigError(f"{variable} {path} does not exist (a PEM file or directory of CAs)")
+                    return path
+            return True
+        if isinstance(verify, str) and not self._bundle_checked:
+            if not os.path.isfile(verify):
+                raise ConfigError(f"ca_bundle {verify} is not a readable file (a PEM file of CA certificates)")
+            self._bundle_checked = True
+        return verify
 
     def _read_capped(self, resp: requests.Response, guard: SocketGuard, *, what: str = "token endpoint") -> bytes:
         """Read at most max_bytes before the deadline, whatever the peer does.

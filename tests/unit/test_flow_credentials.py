@@ -227,10 +227,18 @@ def test_bad_key_auth_blocks_are_refused(change: dict[str, Any], message: str) -
     refused({"flow": "key_auth", "key": "kak-0123456789abcdef", **change}, message)
 
 
-def test_key_auth_cache_keys_differ_by_key_and_hold_no_key() -> None:
-    a = parse({"flow": "key_auth", "key": "kak-aaaaaaaaaaaa"}).cache_key()
-    b = parse({"flow": "key_auth", "key": "kak-bbbbbbbbbbbb"}).cache_key()
+def test_key_auth_token_keys_differ_by_key_and_no_key_holds_the_key() -> None:
+    from kong_secrets_backend.flows import build_flow
+    from kong_secrets_backend.transport.http import HttpTransport
+    from tests.backend_settings import NO_SOURCE
+
+    cred_a = parse({"flow": "key_auth", "key": "kak-aaaaaaaaaaaa"})
+    cred_b = parse({"flow": "key_auth", "key": "kak-bbbbbbbbbbbb"})
+    http = HttpTransport()
+    flow_a, flow_b = (build_flow(c, http=http, settings=SETTINGS, source=NO_SOURCE) for c in (cred_a, cred_b))
+    a, b = flow_a.token_key(), flow_b.token_key()  # type: ignore[attr-defined]
     assert a != b and "kak-" not in a
+    assert cred_a.cache_key() == cred_b.cache_key() and "kak-" not in cred_a.cache_key()
 
 
 # --- vault_identity ----------------------------------------------------------------------------------------------

@@ -81,7 +81,10 @@ def test_each_mint_signs_a_new_token_for_its_own_time(monkeypatch: pytest.Monkey
     assert jwt.decode(second.value, SECRET, algorithms=["HS256"], options={"verify_iat": False})["iat"] == int(later)
 
 
-def test_repr_and_cache_key_show_no_secret() -> None:
+def test_repr_and_cache_key_show_no_secret_and_secrets_stay_apart_in_process() -> None:
     flow = kong_flow(secret=SECRET)
     assert SECRET not in repr(flow) and SECRET not in flow.cache_key()
-    assert flow.cache_key() != kong_flow(secret=SECRET + "x").cache_key()
+    other = kong_flow(secret=SECRET + "x")
+    assert flow.cache_key() == other.cache_key()  # a shared cache name holds no secret-derived material
+    assert flow.token_key() != other.token_key()  # the process never confuses the tokens of two secrets
+    assert SECRET not in flow.token_key()

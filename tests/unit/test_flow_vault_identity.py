@@ -100,3 +100,21 @@ def test_a_source_that_cannot_sign_is_refused() -> None:
     cred = parse_credential({"flow": "vault_identity", "role": "kong-orders"}, settings=SETTINGS, version=None)
     with pytest.raises(SecretFormatError, match="needs source 'vault'"):
         build_flow(cred, http=HttpTransport(), settings=SETTINGS, source=NO_SOURCE)
+
+
+def test_a_vault_token_living_longer_than_max_token_ttl_is_kept_for_max_token_ttl_only() -> None:
+    signer = Signer()
+    settings = backend_settings(token="settings-a", max_token_ttl=120)
+    cred = parse_credential({"flow": "vault_identity", "role": "kong-orders"}, settings=settings, version=None)
+    token = build_flow(cred, http=HttpTransport(), settings=settings, source=signer).mint(Deadline(5))
+    assert 115 <= token.remaining() <= 120  # Vault said 300 s
+
+
+def test_the_cache_key_holds_no_digest_of_the_vault_login() -> None:
+    import hashlib
+
+    from kong_secrets_backend.settings import parse_backend_kwargs
+
+    flow = identity_flow(Signer(), vault_token="settings-a")
+    fingerprint = parse_backend_kwargs({"url": "http://127.0.0.1:9", "token": "settings-a"}).fingerprint
+    assert hashlib.sha256(fingerprint.encode()).hexdigest()[:32] not in flow.cache_key()

@@ -6,8 +6,9 @@ import pytest
 
 from kong_secrets_backend.connection import load_kong_auth
 from kong_secrets_backend.errors import SecretFormatError
-from kong_secrets_backend.flows import parse_credential
-from tests.backend_settings import SETTINGS, backend_settings
+from kong_secrets_backend.flows import build_flow, parse_credential
+from kong_secrets_backend.transport.http import HttpTransport
+from tests.backend_settings import NO_SOURCE, SETTINGS, backend_settings
 
 BLOCK = {
     "token_url": "https://idp.example.com/oauth2/token",
@@ -35,17 +36,27 @@ def test_scope_list_is_joined() -> None:
     assert cred.scope == "a b"
 
 
-def test_cache_key_changes_with_secret_version_scope_and_audience() -> None:
+def test_cache_key_changes_with_version_scope_and_audience_but_not_with_the_secret() -> None:
+    """Shared cache names are non-secret identity; tokens of two secrets stay apart in the process (token_key)."""
     base = parse_credential(BLOCK, settings=SETTINGS, version="1").cache_key()
     assert base == parse_credential(BLOCK, settings=SETTINGS, version="1").cache_key()
+    other_secret = parse_credential({**BLOCK, "client_secret": "other-secret"}, settings=SETTINGS, version="1")
     variants = [
-        parse_credential({**BLOCK, "client_secret": "other-secret"}, settings=SETTINGS, version="1"),
         parse_credential(BLOCK, settings=SETTINGS, version="2"),
         parse_credential({**BLOCK, "scope": "orders:write"}, settings=SETTINGS, version="1"),
         parse_credential({**BLOCK, "audience": "https://other"}, settings=SETTINGS, version="1"),
     ]
-    assert len({base, *(v.cache_key() for v in variants)}) == 5
+    assert len({base, *(v.cache_key() for v in variants)}) == 4
+    assert other_secret.cache_key() == base
     assert "client-secret-123" not in base
+
+    def token_key(cred: object) -> str:
+        return str(build_flow(cred, http=HttpTransport(), settings=SETTINGS, source=NO_SOURCE).token_key())  # type: ignore[arg-type, attr-defined]
+
+    first = parse_credential(BLOCK, settings=SETTINGS, version="1")
+    assert token_key(first) != token_key(other_secret)
+    assert token_key(first) == token_key(parse_credential(BLOCK, settings=SETTINGS, version="1"))
+    assert "client-secret-123" not in token_key(first)
 
 
 @pytest.mark.parametrize(
