@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -128,6 +129,7 @@ class Deployment:
     redis: Redis | None = field(default=None, repr=False)
     host_homes: dict[str, Path] = field(default_factory=dict)
     startup_seconds: float = 0.0
+    stop_seconds: float = 0.0
     planted: list[str] = field(default_factory=list, repr=False)  # the deployment's own secrets
     _stopped: bool = field(default=False, repr=False)
     _triggered: dict[str, float] = field(default_factory=dict, repr=False)  # run_id -> when trigger() returned
@@ -246,20 +248,31 @@ class Deployment:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop every component by PID (process group), workers first; hand all logs to the output observers."""
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every component by PID: SIGTERM to each process group at once, SIGKILL to what is left after
+        `timeout`; then hand all logs to the suite's output observers (the leak scan)."""
         if self._stopped:
             return
         self._stopped = True
-        order = [n for n in self.components if n.startswith("celery-")] + [
-            n for n in ("scheduler", "triggerer", "dag-processor", "api-server") if n in self.components
-        ]
-        for name in order:
-            with contextlib.suppress(Exception):
-                self.components[name].stop(timeout=10)
+        running = [p for p in self.components.values() if p.alive()]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.popen.wait(timeout=5)
+        for proc in running:  # a group's other members (task processes, pool workers) must not outlive it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 self.redis.stop()
+        self.stop_seconds = time.monotonic() - (deadline - timeout)
         text = self.component_logs()
         for observe in OUTPUT_OBSERVERS:
             observe(f"deployment {self.executor} {self.workdir.name}", text)
