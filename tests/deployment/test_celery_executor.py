@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 
 from devstack.deployment import CELERY_WORKERS, Deployment, start_deployment
@@ -76,4 +77,3 @@ def test_a_deferrable_http_operator_completes_through_the_triggerer(stack: Stack
     assert len(seen.requests) == 1 and "aiohttp" in seen.user_agents()[0]
     assert seen.consumers == {CLIENT}
     assert seen.idp_token_requests == 0  # the fleet cache still holds the token the workers used
-
