@@ -25,6 +25,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -89,6 +90,7 @@ class RunResult:
     state: str | None
     tasks: dict[str, TaskRecord]
     seconds: float  # from trigger() to the final state
+    trace_id: str | None = None  # of the run's span (dag_run.context_carrier's traceparent), 32 hex digits
 
     @property
     def ok(self) -> bool:
@@ -132,13 +134,14 @@ class Deployment:
     stop_seconds: float = 0.0
     planted: list[str] = field(default_factory=list, repr=False)  # the deployment's own secrets
     _stopped: bool = field(default=False, repr=False)
-    _triggered: dict[str, float] = field(default_factory=dict, repr=False)  # run_id -> when trigger() returned
+    _triggered: dict[str, float] = field(default_factory=dict, repr=False)  # run_id -> when trigger() began
 
     # -- DAG runs ----------------------------------------------------------------------------------------
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
         """``airflow dags trigger`` a new run of dag_id (waits until the DAG is parsed); returns its run_id."""
         self.wait_for_dags([dag_id])
+        asked = time.monotonic()
         run_id = f"deploy__{time.strftime('%H%M%S')}_{uuid.uuid4().hex[:8]}"
         argv = [str(airflow_bin()), "dags", "trigger", dag_id, "--run-id", run_id]
         if conf is not None:
@@ -146,7 +149,7 @@ class Deployment:
         done = self._cli(argv)
         if done.returncode != 0:
             raise RuntimeError(f"airflow dags trigger {dag_id} failed ({done.returncode}):\n{done.stdout[-3000:]}")
-        self._triggered[run_id] = time.monotonic()
+        self._triggered[run_id] = asked
         return run_id
 
     def wait(self, dag_id: str, run_id: str, timeout: float = 120.0) -> RunResult:
@@ -160,7 +163,8 @@ class Deployment:
                 break
             self._check_alive()
             time.sleep(0.5)
-        return RunResult(dag_id, run_id, state, tasks, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return RunResult(dag_id, run_id, state, tasks, seconds, self._read_trace_id(dag_id, run_id))
 
     def run(self, dag_id: str, conf: Mapping[str, Any] | None = None, timeout: float = 120.0) -> RunResult:
         return self.wait(dag_id, self.trigger(dag_id, conf), timeout)
@@ -325,6 +329,12 @@ class Deployment:
                 task_id, map_index, state, hostname or "", try_number or 0, pid, _timestamp(start), _timestamp(end)
             )
         return (str(row[0][0]) if row[0][0] is not None else None), tasks
+
+    def _read_trace_id(self, dag_id: str, run_id: str) -> str | None:
+        """The trace id of the run's span: Airflow keeps its W3C traceparent in dag_run.context_carrier."""
+        row = self._query("SELECT context_carrier FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+        match = re.search(r"\b00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\b", str(row[0][0])) if row else None
+        return match.group(1) if match else None
 
     def _check_alive(self) -> None:
         dead = [name for name, proc in self.components.items() if not proc.alive()]

@@ -32,6 +32,19 @@ class GatewayView:
     def consumers(self) -> set[str | None]:
         return {r["headers"].get("x-consumer-username") for r in self.requests}
 
+    @property
+    def trace_ids(self) -> set[str | None]:
+        """The trace id of each request's W3C traceparent (None where there was none)."""
+        ids = set()
+        for r in self.requests:
+            parts = r["headers"].get("traceparent", "").split("-")
+            ids.add(parts[1] if len(parts) == 4 else None)
+        return ids
+
+    @property
+    def task_ids(self) -> list[str | None]:
+        return sorted(r["headers"].get("x-airflow-task-id", "") for r in self.requests)
+
     def user_agents(self) -> list[str]:
         return [r["headers"].get("user-agent", "") for r in self.requests]
 

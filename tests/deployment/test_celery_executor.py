@@ -61,6 +61,8 @@ def test_eight_tasks_on_two_worker_hosts_cost_one_token_request_for_the_fleet(
 
     assert [r["path"] for r in seen.requests] == ["/orders"] * 8
     assert seen.consumers == {CLIENT}
+    assert seen.task_ids == sorted(result.tasks)
+    assert result.trace_id and seen.trace_ids == {result.trace_id}  # one trace id across both hosts
     assert len(seen.tokens) == 1  # one token for the fleet...
     assert seen.idp_token_requests == 1  # ...minted once, shared through Redis
     assert token_redis.keys(), "the token is in the fleet cache"
@@ -76,4 +78,5 @@ def test_a_deferrable_http_operator_completes_through_the_triggerer(stack: Stack
     assert any(".trigger." in name for name in files), sorted(files)
     assert len(seen.requests) == 1 and "aiohttp" in seen.user_agents()[0]
     assert seen.consumers == {CLIENT}
+    assert result.trace_id and seen.trace_ids == {result.trace_id}
     assert seen.idp_token_requests == 0  # the fleet cache still holds the token the workers used

@@ -1,14 +1,11 @@
 """A real LocalExecutor deployment (api-server, scheduler, dag-processor, triggerer) runs the example DAGs,
 triggered with `airflow dags trigger`: each task in its own process under a supervisor, through the gateway.
-
-One deployment (``[workers] secrets_backend``, ``token_cache: "file"``) serves the module; the ``[secrets]``-only
-variant starts its own.
+The backend is configured under ``[workers] secrets_backend`` with ``token_cache: "file"``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -65,6 +62,8 @@ def test_six_parallel_tasks_in_their_own_processes_cost_one_token_request(stack:
 
     assert [r["path"] for r in seen.requests] == ["/orders"] * 6
     assert seen.consumers == {CLIENT}  # the identity the gateway verified
+    assert seen.task_ids == sorted(result.tasks)  # each task's own request, named by its X-Airflow-Task-Id
+    assert result.trace_id and seen.trace_ids == {result.trace_id}  # Kong sees the run's trace id
     assert len(seen.tokens) == 1  # every task sent the same token...
     assert seen.idp_token_requests == 1  # ...minted once for the six processes of this host
     cache_dir = local.host_homes[SCHEDULER_HOST] / ".cache" / "kong-secrets-backend"
@@ -82,27 +81,6 @@ def test_a_deferrable_http_operator_completes_through_the_triggerer(stack: Stack
     assert len(seen.requests) == 1
     assert "aiohttp" in seen.user_agents()[0]  # HttpAsyncHook in the triggerer, not requests in a worker
     assert seen.consumers == {CLIENT}
+    assert result.trace_id and seen.trace_ids == {result.trace_id}  # the trace continues in the triggerer
     assert seen.idp_token_requests <= 1  # the host's file cache may still hold the token of the run before
     assert_no_leaks(stack, local, result, seen)
-
-
-def test_with_only_the_secrets_section_the_workers_read_the_same_settings(stack: Stack, tmp_path: Path) -> None:
-    stack.put("connections/kong_orders", stack.kong_connection())
-    with start_deployment(
-        stack,
-        tmp_path,
-        executor="local",
-        secrets_section="secrets",
-        backend_kwargs=stack.backend_kwargs(token_cache="file"),
-        dags=DAG_FILES,
-        extra_env=LEAK_SCAN_LOGGING,
-    ) as dep:
-        print(f"\nLocalExecutor deployment ([secrets] only) started in {dep.startup_seconds:.1f}s")
-        assert "AIRFLOW__WORKERS__SECRETS_BACKEND" not in dep.env or not dep.env["AIRFLOW__WORKERS__SECRETS_BACKEND"]
-        with observed(stack) as seen:
-            result = dep.run("kong_orders_parallel", timeout=150)
-        print(f"kong_orders_parallel ([secrets] only): {result.seconds:.1f}s")
-        assert_run_ok(dep, result)
-        assert len(seen.requests) == 6 and seen.consumers == {CLIENT}
-        assert seen.idp_token_requests == 1
-        assert_no_leaks(stack, dep, result, seen)
