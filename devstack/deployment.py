@@ -385,7 +385,7 @@ def _fernet_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
-def _link_dags(dags_folder: Path, dags: Sequence[Path]) -> None:
+def _copy_dags(dags_folder: Path, dags: Sequence[Path]) -> None:
     dags_folder.mkdir(parents=True, exist_ok=True)
     for dag in dags:
         source = Path(dag).resolve()
@@ -468,7 +468,7 @@ def start_deployment(
     workdir = Path(tmp).resolve()
     kwargs = json.dumps(dict(backend_kwargs if backend_kwargs is not None else stack.backend_kwargs()))
     dags_folder = workdir / "dags"
-    _link_dags(dags_folder, dags)
+    _copy_dags(dags_folder, dags)
     af = prepare_airflow(workdir, backend="", backend_kwargs={}, dags_folder=dags_folder)
     (af.home / "airflow.cfg").write_text("# configured by AIRFLOW__* variables (devstack/deployment.py)\n")
     api_port = procs.free_port()
@@ -508,7 +508,13 @@ def start_deployment(
 
         def launch(name: str, argv: list[str], proc_env: Mapping[str, str] | None = None) -> None:
             dep.components[name] = procs.start(
-                name, [airflow, *argv], log_dir=logs, ready=lambda: True, env=proc_env or env, cwd=af.home
+                name,
+                [airflow, *argv],
+                log_dir=logs,
+                ready=lambda: True,  # all start at once; readiness is checked below, together
+                env=proc_env or env,
+                inherit_env=False,  # env is complete: the caller's AIRFLOW_*/VAULT_* variables stay out
+                cwd=af.home,
             )
 
         launch("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1"])
