@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,11 +12,13 @@ from typing import Any
 from devstack.airflow import EXAMPLE_DAGS
 from devstack.deployment import Deployment, RunResult
 from devstack.stack import Stack
+from kong_secrets_backend.airflow_bridge.audit import FIELDS
 from tests.conftest import assert_no_secrets
 from tests.e2e.dag_runs import LEAK_SCAN_LOGGING
 
 DAG_FILES = [EXAMPLE_DAGS / "kong_orders_parallel.py", EXAMPLE_DAGS / "kong_orders_deferrable.py"]
 CLIENT = "airflow-orders"  # the IdP client behind the kong_orders connection (Stack.kong_connection())
+AUDIT_LOGGER = "kong_secrets_backend.audit"
 
 
 @dataclass
@@ -60,6 +64,29 @@ def observed(stack: Stack) -> Iterator[GatewayView]:
     view.idp_token_requests = stack.idp.token_requests(CLIENT)
 
 
+def jwt_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def audit_records(dep: Deployment, result: RunResult) -> dict[str, list[dict[str, Any]]]:
+    """Log file of the run (e.g. ``task_id=t/attempt=1.log``, or its ``.trigger.<id>.log``) -> the audit records
+    in it, oldest first. Task logs are JSON lines; an audit record is the ``event`` of a line of its logger."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, text in dep.task_log_files(result.dag_id, result.run_id).items():
+        records = found.setdefault(name, [])
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("logger") == AUDIT_LOGGER:
+                record = json.loads(entry["event"])
+                assert tuple(record) == FIELDS, record  # every field, in the documented order
+                records.append(record)
+    return found
+
+
 def assert_run_ok(dep: Deployment, result: RunResult) -> None:
     assert result.ok, f"{result.state} {result.task_states}\n{dep.task_logs(result.dag_id, result.run_id)[-6000:]}"
 
@@ -70,4 +97,14 @@ def assert_no_leaks(stack: Stack, dep: Deployment, result: RunResult, view: Gate
     assert_no_secrets(text, [*stack.planted_secrets(), *dep.planted, *view.tokens, *extra])
 
 
-__all__ = ["CLIENT", "DAG_FILES", "LEAK_SCAN_LOGGING", "GatewayView", "assert_no_leaks", "assert_run_ok", "observed"]
+__all__ = [
+    "CLIENT",
+    "DAG_FILES",
+    "LEAK_SCAN_LOGGING",
+    "GatewayView",
+    "assert_no_leaks",
+    "assert_run_ok",
+    "audit_records",
+    "jwt_claims",
+    "observed",
+]

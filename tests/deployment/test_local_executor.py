@@ -10,13 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.deployment import SCHEDULER_HOST, Deployment, start_deployment
-from devstack.stack import Stack
+from devstack.stack import ORDERS_AUDIENCE, ORDERS_SCOPE, Stack
 from tests.deployment.helpers import (
     CLIENT,
     DAG_FILES,
     LEAK_SCAN_LOGGING,
     assert_no_leaks,
     assert_run_ok,
+    audit_records,
+    jwt_claims,
     observed,
 )
 
@@ -68,19 +70,55 @@ def test_six_parallel_tasks_in_their_own_processes_cost_one_token_request(stack:
     assert seen.idp_token_requests == 1  # ...minted once for the six processes of this host
     cache_dir = local.host_homes[SCHEDULER_HOST] / ".cache" / "kong-secrets-backend"
     assert any(cache_dir.iterdir()), "the file cache lives under the host's XDG_CACHE_HOME"
+
+    # The audit trail, in each task's own log: one "use" per task try, one "mint" for the run; one trace id
+    # joins the task log, the audit record and what Kong received, one token id joins the record and the token.
+    records = audit_records(local, result)
+    (token,) = seen.tokens
+    for task_id in result.tasks:
+        uses = [r for r in records[f"task_id={task_id}/attempt=1.log"] if r["event"] == "use"]
+        assert uses == [
+            {
+                **uses[0],
+                "conn_id": "kong_orders",
+                "dag_id": "kong_orders_parallel",
+                "task_id": task_id,
+                "run_id": result.run_id,
+                "try_number": 1,
+                "map_index": None,
+                "flow": "client_credentials",
+                "consumer": CLIENT,
+                "scope": ORDERS_SCOPE,
+                "audience": ORDERS_AUDIENCE,
+                "token_id": jwt_claims(token)["jti"],
+                "trace_id": result.trace_id,
+            }
+        ]
+    mints = [r for rs in records.values() for r in rs if r["event"] == "mint"]
+    assert len(mints) == 1 and mints[0]["token_id"] == jwt_claims(token)["jti"]
     assert_no_leaks(stack, local, result, seen)
 
 
-def test_a_deferrable_http_operator_completes_through_the_triggerer(stack: Stack, local: Deployment) -> None:
+def test_a_deferrable_http_operator_completes_through_the_triggerer_as_its_task(
+    stack: Stack, local: Deployment
+) -> None:
+    # allowed_dags refuses a resolution outside any task: the triggerer must know whose trigger it runs
+    stack.put("connections/kong_orders", stack.kong_connection(allowed_dags=["kong_orders_deferrable"]))
     with observed(stack) as seen:
         result = local.run("kong_orders_deferrable", timeout=150)
     print(f"\nkong_orders_deferrable: {result.seconds:.1f}s")
     assert_run_ok(local, result)
-    files = local.task_log_files(result.dag_id, result.run_id)
-    assert any(".trigger." in name for name in files), sorted(files)  # the triggerer ran its HttpTrigger
+    records = audit_records(local, result)
+    trigger_logs = [name for name in records if ".trigger." in name]
+    assert len(trigger_logs) == 1, sorted(records)  # the triggerer ran its HttpTrigger
     assert len(seen.requests) == 1
     assert "aiohttp" in seen.user_agents()[0]  # HttpAsyncHook in the triggerer, not requests in a worker
     assert seen.consumers == {CLIENT}
+    assert seen.task_ids == ["get_orders_deferred"]  # the deferred task's identity, in the triggerer
     assert result.trace_id and seen.trace_ids == {result.trace_id}  # the trace continues in the triggerer
-    assert seen.idp_token_requests <= 1  # the host's file cache may still hold the token of the run before
+    assert seen.idp_token_requests <= 1  # a new KV version may be a new token; at most one
+    uses = [r for r in records[trigger_logs[0]] if r["event"] == "use"]
+    assert [(r["dag_id"], r["task_id"], r["run_id"], r["trace_id"]) for r in uses] == [
+        ("kong_orders_deferrable", "get_orders_deferred", result.run_id, result.trace_id)
+    ]
     assert_no_leaks(stack, local, result, seen)
