@@ -132,6 +132,7 @@ class Deployment:
     host_homes: dict[str, Path] = field(default_factory=dict)
     startup_seconds: float = 0.0
     stop_seconds: float = 0.0
+    stop_times: dict[str, float] = field(default_factory=dict)  # component -> seconds until it had exited
     planted: list[str] = field(default_factory=list, repr=False)  # the deployment's own secrets
     _stopped: bool = field(default=False, repr=False)
     _triggered: dict[str, float] = field(default_factory=dict, repr=False)  # run_id -> when trigger() began
@@ -262,21 +263,24 @@ class Deployment:
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in running:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=5)
+        began = time.monotonic()
+        waiting = list(running)
+        while waiting and time.monotonic() < began + timeout:
+            for proc in [p for p in waiting if p.popen.poll() is not None]:
+                self.stop_times[proc.name] = round(time.monotonic() - began, 1)
+                waiting.remove(proc)
+            time.sleep(0.05)
+        for proc in waiting:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
         for proc in running:  # a group's other members (task processes, pool workers) must not outlive it
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 self.redis.stop()
-        self.stop_seconds = time.monotonic() - (deadline - timeout)
+        self.stop_seconds = time.monotonic() - began
         text = self.component_logs()
         for observe in OUTPUT_OBSERVERS:
             observe(f"deployment {self.executor} {self.workdir.name}", text)

@@ -12,7 +12,16 @@ import pytest
 from devstack.deployment import CELERY_WORKERS, Deployment, start_deployment
 from devstack.redis import Redis, start_redis
 from devstack.stack import Stack
-from tests.deployment.helpers import CLIENT, DAG_FILES, LEAK_SCAN_LOGGING, assert_no_leaks, assert_run_ok, observed
+from tests.deployment.helpers import (
+    CLIENT,
+    DAG_FILES,
+    LEAK_SCAN_LOGGING,
+    assert_no_leaks,
+    assert_run_ok,
+    audit_records,
+    jwt_claims,
+    observed,
+)
 
 pytestmark = pytest.mark.deployment
 
@@ -43,7 +52,7 @@ def celery(stack: Stack, token_redis: Redis, tmp_path_factory: pytest.TempPathFa
         yield dep
     finally:
         dep.stop()
-        print(f"\nCeleryExecutor deployment stopped in {dep.stop_seconds:.1f}s")
+        print(f"\nCeleryExecutor deployment stopped in {dep.stop_seconds:.1f}s {dep.stop_times}")
 
 
 def test_eight_tasks_on_two_worker_hosts_cost_one_token_request_for_the_fleet(
@@ -66,6 +75,13 @@ def test_eight_tasks_on_two_worker_hosts_cost_one_token_request_for_the_fleet(
     assert len(seen.tokens) == 1  # one token for the fleet...
     assert seen.idp_token_requests == 1  # ...minted once, shared through Redis
     assert token_redis.keys(), "the token is in the fleet cache"
+    records = audit_records(celery, result)
+    (token,) = seen.tokens
+    uses = {name: [r for r in rs if r["event"] == "use"] for name, rs in records.items()}
+    assert {name: [(r["task_id"], r["token_id"], r["trace_id"]) for r in rs] for name, rs in uses.items()} == {
+        f"task_id={t}/attempt=1.log": [(t, jwt_claims(token)["jti"], result.trace_id)] for t in result.tasks
+    }
+    assert len([r for rs in records.values() for r in rs if r["event"] == "mint"]) == 1  # one mint, two hosts
     assert_no_leaks(stack, celery, result, seen, token_redis.password)
 
 
@@ -77,6 +93,6 @@ def test_a_deferrable_http_operator_completes_through_the_triggerer(stack: Stack
     files = celery.task_log_files(result.dag_id, result.run_id)
     assert any(".trigger." in name for name in files), sorted(files)
     assert len(seen.requests) == 1 and "aiohttp" in seen.user_agents()[0]
-    assert seen.consumers == {CLIENT}
+    assert seen.consumers == {CLIENT} and seen.task_ids == ["get_orders_deferred"]
     assert result.trace_id and seen.trace_ids == {result.trace_id}
     assert seen.idp_token_requests == 0  # the fleet cache still holds the token the workers used

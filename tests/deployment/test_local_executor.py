@@ -42,7 +42,7 @@ def local(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
         yield dep
     finally:
         dep.stop()
-        print(f"\nLocalExecutor deployment stopped in {dep.stop_seconds:.1f}s")
+        print(f"\nLocalExecutor deployment stopped in {dep.stop_seconds:.1f}s {dep.stop_times}")
 
 
 def test_every_component_listens_on_loopback_only(local: Deployment) -> None:
