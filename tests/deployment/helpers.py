@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,16 +17,22 @@ from tests.conftest import assert_no_secrets
 from tests.e2e.dag_runs import LEAK_SCAN_LOGGING
 
 DAG_FILES = [EXAMPLE_DAGS / "kong_orders_parallel.py", EXAMPLE_DAGS / "kong_orders_deferrable.py"]
+LEAST_PRIVILEGE_DAG_FILES = [EXAMPLE_DAGS / "kong_orders_scoped.py", EXAMPLE_DAGS / "kong_orders_per_dag.py"]
 CLIENT = "airflow-orders"  # the IdP client behind the kong_orders connection (Stack.kong_connection())
 AUDIT_LOGGER = "kong_secrets_backend.audit"
 
 
 @dataclass
 class GatewayView:
-    """What the gateway's upstream received while the block ran, and how many tokens the IdP issued."""
+    """What the gateway's upstream received while the block ran, and the IdP's token requests per client."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
-    idp_token_requests: int = 0
+    idp_requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def idp_token_requests(self) -> int:
+        """Token requests of the kong_orders client (`CLIENT`)."""
+        return self.idp_requests.get(CLIENT, 0)
 
     @property
     def tokens(self) -> set[str]:
@@ -52,16 +58,22 @@ class GatewayView:
     def user_agents(self) -> list[str]:
         return [r["headers"].get("user-agent", "") for r in self.requests]
 
+    def by_task(self, *names: str) -> dict[str, tuple[str | None, ...]]:
+        """X-Airflow-Task-Id -> the given (lower-case) headers of that task's request."""
+        return {
+            r["headers"].get("x-airflow-task-id", ""): tuple(r["headers"].get(n) for n in names) for r in self.requests
+        }
+
 
 @contextmanager
-def observed(stack: Stack) -> Iterator[GatewayView]:
-    """Reset the IdP's counters, then collect what the gateway and the IdP saw until the block ends."""
+def observed(stack: Stack, clients: Sequence[str] = (CLIENT,)) -> Iterator[GatewayView]:
+    """Reset the IdP's counters, then collect what the gateway and the IdP (for these clients) saw in the block."""
     stack.idp.reset_counts()
     before = len(stack.gateway.received())
     view = GatewayView()
     yield view
     view.requests = stack.gateway.received()[before:]
-    view.idp_token_requests = stack.idp.token_requests(CLIENT)
+    view.idp_requests = {client: stack.idp.token_requests(client) for client in clients}
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -100,6 +112,7 @@ def assert_no_leaks(stack: Stack, dep: Deployment, result: RunResult, view: Gate
 __all__ = [
     "CLIENT",
     "DAG_FILES",
+    "LEAST_PRIVILEGE_DAG_FILES",
     "LEAK_SCAN_LOGGING",
     "GatewayView",
     "assert_no_leaks",
