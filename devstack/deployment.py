@@ -179,6 +179,21 @@ class Deployment:
         run_dir = self.log_dir / f"dag_id={dag_id}" / f"run_id={run_id}"
         return {str(p.relative_to(run_dir)): _read(p) for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
+    def log_events(self, dag_id: str, run_id: str, logger: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Log file of the run (``task_id=t/attempt=1.log``, a trigger's ``...log.trigger.<id>.log``) -> its
+        structured entries (task logs are JSON lines), oldest first; only those of `logger` if given."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for name, text in self.task_log_files(dag_id, run_id).items():
+            entries = found.setdefault(name, [])
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and (logger is None or entry.get("logger") == logger):
+                    entries.append(entry)
+        return found
+
     def component_logs(self) -> str:
         """What every component printed (api-server, scheduler, ...) and every file under the logs folder."""
         parts = [f"=== {name} ===\n{proc.log_text()}" for name, proc in self.components.items()]

@@ -83,19 +83,12 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 def audit_records(dep: Deployment, result: RunResult) -> dict[str, list[dict[str, Any]]]:
     """Log file of the run (e.g. ``task_id=t/attempt=1.log``, or its ``.trigger.<id>.log``) -> the audit records
-    in it, oldest first. Task logs are JSON lines; an audit record is the ``event`` of a line of its logger."""
+    in it, oldest first, each checked to have every documented field in order."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for name, text in dep.task_log_files(result.dag_id, result.run_id).items():
-        records = found.setdefault(name, [])
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("logger") == AUDIT_LOGGER:
-                record = json.loads(entry["event"])
-                assert tuple(record) == FIELDS, record  # every field, in the documented order
-                records.append(record)
+    for name, entries in dep.log_events(result.dag_id, result.run_id, AUDIT_LOGGER).items():
+        found[name] = [json.loads(entry["event"]) for entry in entries]
+        for record in found[name]:
+            assert tuple(record) == FIELDS, record  # every field, in the documented order
     return found
 
 
