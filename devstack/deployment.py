@@ -268,7 +268,7 @@ class Deployment:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 6.0) -> None:
         """Stop every component by PID: SIGTERM to each process group at once, SIGKILL to what is left after
         `timeout`; then hand all logs to the suite's output observers (the leak scan)."""
         if self._stopped:
