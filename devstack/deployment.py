@@ -12,8 +12,11 @@ with ``airflow dags trigger``.
   ``hostname`` says which worker ran it.
 
 One AIRFLOW_HOME under ``tmp`` with its own sqlite DB (a copy of the DB that ``airflow db migrate`` made once per
-process: devstack/airflow.py); every server listens on 127.0.0.1 only (the API server on a free port; log servers
-are skipped); every process is started in its own process group and stopped by PID (devstack/procs.py).
+process: devstack/airflow.py) and DAGs folder (copies of the given DAG files); the api-server, scheduler,
+dag-processor and triggerer share one more "host" (HOME, XDG_CACHE_HOME, TMPDIR under ``tmp/hosts``), so no
+caller's ``~/.cache`` is used. Every server listens on 127.0.0.1 only (the API server on a free port; log servers
+are skipped); every process is started in its own process group and stopped by PID (devstack/procs.py), and the
+components get exactly the prepared environment (none of the caller's AIRFLOW_* or VAULT_* variables).
 
 The environment holds the backend kwargs (an AppRole secret_id) and the deployment's own keys: nothing here prints
 it, and no object shows it in its repr.

@@ -52,7 +52,7 @@ class GatewayView:
         return ids
 
     @property
-    def task_ids(self) -> list[str | None]:
+    def task_ids(self) -> list[str]:
         return sorted(r["headers"].get("x-airflow-task-id", "") for r in self.requests)
 
     def user_agents(self) -> list[str]:
