@@ -37,3 +37,11 @@ def test_every_server_of_the_deployment_is_configured_for_loopback() -> None:
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["PYTHONPATH"].split(":")[1] == "/elsewhere"  # this checkout first, then the caller's path
+
+
+def test_the_echo_upstream_delays_an_answer_when_asked_within_the_gateway_timeout() -> None:
+    from devstack.echo import MAX_DELAY, _delay
+
+    assert _delay("delay=5") == 5.0 and _delay("page=2&delay=0.5") == 0.5
+    assert _delay("") == _delay("delay=soon") == _delay("delay=-3") == 0.0
+    assert _delay("delay=600") == MAX_DELAY < 10  # the gateway's server timeout

@@ -95,4 +95,4 @@ def test_a_deferrable_http_operator_completes_through_the_triggerer(stack: Stack
     assert len(seen.requests) == 1 and "aiohttp" in seen.user_agents()[0]
     assert seen.consumers == {CLIENT} and seen.task_ids == ["get_orders_deferred"]
     assert result.trace_id and seen.trace_ids == {result.trace_id}
-    assert seen.idp_token_requests == 0  # the fleet cache still holds the token the workers used
+    assert seen.idp_token_requests <= 1  # none when the fleet cache still holds the token of the run before
