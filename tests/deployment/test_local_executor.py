@@ -1,6 +1,10 @@
 """A real LocalExecutor deployment (api-server, scheduler, dag-processor, triggerer) runs the example DAGs,
 triggered with `airflow dags trigger`: each task in its own process under a supervisor, through the gateway.
 The backend is configured under ``[workers] secrets_backend`` with ``token_cache: "file"``.
+
+Six parallel tasks share one token; a deferrable task resolves in the triggerer as itself; task_scopes give each
+task its scope and Kong enforces it; each DAG reaches Kong as its own consumer; every task log holds its audit
+records, and no log holds a secret or a token.
 """
 
 from __future__ import annotations
