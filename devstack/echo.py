@@ -2,7 +2,8 @@
 
 Run as ``python devstack/echo.py --port P --log FILE [--host ADDR]`` (default 127.0.0.1). Any method, any path is
 answered 200 with ``{"path", "method", "consumer", "scope", "items"}`` (and ``"next_page"`` when the query has
-``page=N`` with N < 3).
+``page=N`` with N < 3). A query ``delay=S`` makes the answer come S seconds later (at most `MAX_DELAY`), as a slow
+API would.
 The request is appended to FILE as ``{"method", "path", "query", "headers", "body"}`` (header names lower-cased,
 ``query`` is the raw query string).
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 LAST_PAGE = 3
+MAX_DELAY = 8.0  # below the gateway's 10 s server timeout
 PAGE_SIZE = 2
 
 
@@ -66,6 +69,9 @@ class EchoHandler(BaseHTTPRequestHandler):
         with self.log_lock, self.log_file.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
+        delay = _delay(parts.query)
+        if delay:
+            time.sleep(delay)
         page = _page(parts.query)
         first = (page - 1) * PAGE_SIZE + 1 if page else 1
         answer: dict[str, Any] = {
@@ -97,6 +103,14 @@ def _page(query: str) -> int | None:
         return int(values[-1])
     except ValueError:
         return None
+
+
+def _delay(query: str) -> float:
+    values = parse_qs(query).get("delay")
+    try:
+        return min(max(float(values[-1]), 0.0), MAX_DELAY) if values else 0.0
+    except ValueError:
+        return 0.0
 
 
 def main(argv: list[str] | None = None) -> None:

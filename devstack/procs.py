@@ -79,11 +79,14 @@ def start(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 30.0,
+    inherit_env: bool = True,
 ) -> Proc:
-    """Start argv in its own process group, logging to log_dir/<name>.log; wait until ready() is true."""
+    """Start argv in its own process group, logging to log_dir/<name>.log; wait until ready() is true.
+
+    `env` is added to this process's environment, or with ``inherit_env=False`` is the whole environment."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    full_env = dict(os.environ)
+    full_env = dict(os.environ) if inherit_env else {}
     if env:
         full_env.update(env)
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
