@@ -47,7 +47,7 @@ def main() -> None:
     logging.disable(logging.INFO)
     from authlib.oauth2.rfc7523 import private_key_jwt_sign
 
-    import kong_secrets_backend.masking as masking
+    import kong_secrets_backend.airflow_bridge.masking as masking
     from devstack.stack import running_stack
     from kong_secrets_backend.flows import build_flow, parse_credential
     from kong_secrets_backend.flows.client_credentials import ClientCredentialsFlow

@@ -92,7 +92,8 @@ def child(spec: dict[str, Any]) -> None:
             if conn.extra:
                 mask_secret(conn.extra)
 
-    from kong_secrets_backend import KongSecretsBackend, masking
+    from kong_secrets_backend import KongSecretsBackend
+    from kong_secrets_backend.airflow_bridge import masking
 
     backend = KongSecretsBackend(**spec["backend_kwargs"], fast_masking=spec["fast"])
     backend._set_connection_class(Connection)
@@ -159,7 +160,7 @@ def masker_child(spec: dict[str, Any]) -> None:
     """Airflow's masker alone: what one resolution registers, N times, in one process."""
     import secrets
 
-    from kong_secrets_backend import masking
+    from kong_secrets_backend.airflow_bridge import masking
 
     if not spec["fast"]:
         masking.configure(fast_masking=False)

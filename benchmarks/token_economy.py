@@ -228,7 +228,8 @@ def measure_cold(report: Report, stack: Any, redis: Any, tmp: Path, n: int) -> N
     import requests
     from airflow.sdk.log import _secrets_masker, mask_secret
 
-    from kong_secrets_backend import KongSecretsBackend, masking
+    from kong_secrets_backend import KongSecretsBackend
+    from kong_secrets_backend.airflow_bridge import masking
     from kong_secrets_backend.state import PROCESS, reset_runtimes
 
     stack.put("connections/cold", stack.kong_connection())

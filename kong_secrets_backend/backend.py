@@ -8,12 +8,11 @@ from typing import Any, TypeVar
 
 from airflow.secrets import BaseSecretsBackend
 
-from kong_secrets_backend import masking
-from kong_secrets_backend.airflow_bridge import metrics
+from kong_secrets_backend.airflow_bridge import masking, metrics
 from kong_secrets_backend.airflow_bridge.compat import connection_class
 from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import AccessDenied, ConfigError, ErrorCategory, KongAuthError, airflow_access_denied
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.resolver import Resolution, Resolver
 from kong_secrets_backend.settings import Settings, parse_backend_kwargs
 from kong_secrets_backend.sources.vault_settings import warn_if_plaintext

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from kong_secrets_backend.airflow_bridge import audit
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.airflow_bridge.task import current_task
 from kong_secrets_backend.airflow_bridge.trace_headers import correlation_headers
 from kong_secrets_backend.connection import (
@@ -27,7 +28,6 @@ from kong_secrets_backend.connection import (
 )
 from kong_secrets_backend.errors import AccessDenied, SourceError
 from kong_secrets_backend.flows import build_flow
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources.paths import validate_secret_id
 from kong_secrets_backend.tokens import Origin
 from kong_secrets_backend.transport.deadline import Deadline

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 import devstack.airflow  # noqa: E402
 from devstack.moto import SECRET_ACCESS_KEY, Moto, start_moto  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
-from kong_secrets_backend import masking  # noqa: E402
+from kong_secrets_backend.airflow_bridge import masking  # noqa: E402
 from kong_secrets_backend.state import PROCESS, reset_runtimes  # noqa: E402
 from tests.leak_scan import LEAKS, RecordingHandler  # noqa: E402
 

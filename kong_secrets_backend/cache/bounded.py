@@ -29,6 +29,9 @@ class BoundedMap(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
     def __iter__(self) -> Iterator[K]:
         return iter(list(self._items))
 

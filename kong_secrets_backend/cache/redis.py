@@ -25,8 +25,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.cache import sealing
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.tokens import Token
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import SecretFormatError
 from kong_secrets_backend.flows.fields import SECRET_FIELDS
-from kong_secrets_backend.masking import mask
 
 if TYPE_CHECKING:
     from kong_secrets_backend.settings import Settings

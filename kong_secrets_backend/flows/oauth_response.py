@@ -8,8 +8,8 @@ import math
 import time
 from typing import Any
 
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import TokenEndpointError
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.tokens import Token, claims_summary, jwt_parts
 from kong_secrets_backend.transport.http import HttpResponse
 

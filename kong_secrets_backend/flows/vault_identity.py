@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import SecretFormatError, SourceError
 from kong_secrets_backend.flows import FlowKind, jws
 from kong_secrets_backend.flows.fields import DEFAULT_HEADER, Fields
 from kong_secrets_backend.flows.identity import local_token_key
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.state import PROCESS
 from kong_secrets_backend.tokens import Token, claims_summary
 

@@ -32,8 +32,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Literal
 
 from kong_secrets_backend.airflow_bridge.compat import multi_team_enabled
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import DeadlineExceeded, SecretFormatError, SourceError
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources import SecretKind, SecretRecord
 from kong_secrets_backend.transport.guard import call_within
 from kong_secrets_backend.transport.retry import MAX_ATTEMPTS, with_retries

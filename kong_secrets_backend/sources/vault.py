@@ -11,8 +11,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kong_secrets_backend.airflow_bridge.compat import multi_team_enabled
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import SourceError
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources import SecretKind, SecretRecord
 from kong_secrets_backend.sources.vault_session import VaultSession, unreachable_error
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import SourceError
-from kong_secrets_backend.masking import mask
 
 if TYPE_CHECKING:
     import hvac

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kong_secrets_backend.airflow_bridge.masking import mask
 from kong_secrets_backend.errors import DeadlineExceeded, KongAuthError, SourceError
-from kong_secrets_backend.masking import mask
 from kong_secrets_backend.sources.vault_auth import Lease, lease_of, lease_of_lookup, login, read_secret_file
 from kong_secrets_backend.transport.guard import SocketGuard, call_within, guarded_adapter
 

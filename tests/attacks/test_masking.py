@@ -10,7 +10,8 @@ import pytest
 from airflow.sdk.definitions.connection import Connection
 
 from devstack.stack import ORDERS_AUDIENCE, ORDERS_SCOPE, Stack
-from kong_secrets_backend import KongSecretsBackend, masking
+from kong_secrets_backend import KongSecretsBackend
+from kong_secrets_backend.airflow_bridge import masking
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state")
 

@@ -34,7 +34,7 @@ def _small_secrets_masker() -> None:
     """
     from airflow.sdk._shared.secrets_masker import reset_secrets_masker
 
-    from kong_secrets_backend import masking
+    from kong_secrets_backend.airflow_bridge import masking
 
     reset_secrets_masker()
     masking._registered.clear()

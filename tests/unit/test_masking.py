@@ -19,7 +19,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kong_secrets_backend import KongSecretsBackend, masking, masking_index
+from kong_secrets_backend import KongSecretsBackend
+from kong_secrets_backend.airflow_bridge import masking, masking_index
+from kong_secrets_backend.cache.bounded import BoundedMap
 from kong_secrets_backend.flows import build_flow, parse_credential
 from kong_secrets_backend.settings import parse_backend_kwargs
 from kong_secrets_backend.transport.deadline import Deadline
@@ -47,7 +49,7 @@ def fresh_masking(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     masking_index.uninstall(masker)
     masker.reset_masker()
     monkeypatch.setattr(masking, "_fast", masking._FastMasking())
-    monkeypatch.setattr(masking, "_registered", set())
+    monkeypatch.setattr(masking, "_registered", BoundedMap(65_536))
     yield masker
     masker.reset_masker()
     masking_index.uninstall(masker)
@@ -209,10 +211,10 @@ def test_an_unexpected_masker_shape_falls_back_to_airflows_masker_with_one_warni
     monkeypatch.setattr(masking, "_airflow_masker", lambda mask_secret: other)
     monkeypatch.setattr(masking, "_masker", lambda: other.add_mask)
     tokens = [f"eyJhbGciOiJIUzI1NiJ9.{i:040d}.c2lnbmF0dXJl" for i in range(5)]
-    with caplog.at_level(logging.WARNING, logger="kong_secrets_backend.masking"):
+    with caplog.at_level(logging.WARNING, logger="kong_secrets_backend.airflow_bridge.masking"):
         for token in tokens:
             masking.mask(token)
-    warnings = [r for r in caplog.records if r.name == "kong_secrets_backend.masking"]
+    warnings = [r for r in caplog.records if r.name == "kong_secrets_backend.airflow_bridge.masking"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert "fast_masking is off for this process" in warnings[0].getMessage()
     assert type(other) is other_class  # untouched

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from kong_secrets_backend import masking
+from kong_secrets_backend.airflow_bridge import masking
 from kong_secrets_backend.errors import DeadlineExceeded
 from kong_secrets_backend.settings import parse_backend_kwargs
 from kong_secrets_backend.state import reset_runtimes, runtime_for

@@ -23,6 +23,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from kong_secrets_backend.cache.bounded import BoundedMap
+
 log = logging.getLogger(__name__)
 
 _MIN_LENGTH = 5  # Airflow's masker ignores very short values; so do we (they would mask common words).
@@ -50,7 +52,9 @@ def _masker() -> Callable[[str], None] | None:
         return None
 
 
-_registered: set[str] = set()  # values already handed to the masker by this process (hot path: skip them)
+# Values already handed to the masker by this process (hot path: skip them). Bounded: a value evicted from this
+# memo is only handed to the masker once more, which keeps it (Airflow's masker never forgets a value).
+_registered: BoundedMap[str, bool] = BoundedMap(65_536)
 _registered_pid = os.getpid()
 
 
@@ -75,7 +79,7 @@ def configure(*, fast_masking: bool) -> None:
         _fast.enabled = False
         masker = _airflow_masker(_masker())
         if masker is not None:
-            from kong_secrets_backend import masking_index
+            from kong_secrets_backend.airflow_bridge import masking_index
 
             masking_index.uninstall(masker)
 
@@ -85,7 +89,7 @@ def fast_masking_active() -> bool:
     masker = _airflow_masker(_masker())
     if masker is None:
         return False
-    from kong_secrets_backend import masking_index
+    from kong_secrets_backend.airflow_bridge import masking_index
 
     return masking_index.is_installed(masker)
 
@@ -106,7 +110,7 @@ def _ensure_index(mask_secret: Callable[[str], None]) -> None:
     if not _fast.enabled:
         return
     masker = _airflow_masker(mask_secret)
-    from kong_secrets_backend import masking_index
+    from kong_secrets_backend.airflow_bridge import masking_index
 
     if masker is not None and masking_index.is_installed(masker):
         return
@@ -154,6 +158,6 @@ def mask(*values: str | None) -> None:
         try:
             for form in url_encoded_forms(value):
                 masker(form)
-            _registered.add(value)
+            _registered[value] = True
         except Exception:  # pragma: no cover - defensive, the masker is Airflow's
             log.debug("could not register a value with the secrets masker", exc_info=True)
