@@ -85,7 +85,6 @@ class Resolver:
         served = rt.keeper.serve(key, conn, deadline, task=task, reader=reader, label=f"conn_id {conn_id}")
         if served.connection is not conn:  # a re-read or pending version: its restrictions hold too
             served.connection.check_access(conn_id, task)
-        mask(served.token.value)
         audit.record(conn_id, served.connection, served.token, served.origin, task)
         settings = rt.settings
         headers = correlation_headers(traceparent=settings.traceparent, task_headers=settings.task_headers, task=task)
@@ -155,6 +154,7 @@ class Resolver:
         if memo is not None and all(map(operator.is_, memo[0], served)) and memo[1] == headers:
             return memo[2]  # type: ignore[no-any-return]
         conn = served.connection
+        mask(served.token.value)  # a new token for this process (a forked child starts without memos)
         resolution = Resolution(
             conn_id=conn_id,
             path=conn.record.path,

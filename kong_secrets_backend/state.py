@@ -55,6 +55,7 @@ class Runtime:
 
     def after_fork(self) -> None:
         self.records.after_fork()
+        self.returned.clear()  # so that a child masks each token again, telling its own supervisor
         self.returned.after_fork()
         self.scoped.after_fork()
         self.keeper.after_fork()

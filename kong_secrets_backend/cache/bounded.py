@@ -15,7 +15,8 @@ V = TypeVar("V")
 class BoundedMap(Generic[K, V]):
     """A thread-safe LRU map with an optional time to live.
 
-    Reads take no lock (the hot path: one dict lookup, one comparison); writes and evictions do.
+    Reads take no lock (the hot path: one dict lookup, one comparison); writes and evictions do. Reads mark an
+    entry as recently used once the map is half full (below that nothing can be evicted).
     ``ttl=0`` keeps nothing; ``ttl=None`` keeps entries until they are evicted.
     """
 
@@ -25,6 +26,7 @@ class BoundedMap(Generic[K, V]):
         self.clock = clock
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
+        self._recency_from = maxsize // 2  # below half full nothing is evicted: reads need not reorder
 
     def __len__(self) -> int:
         return len(self._items)
@@ -37,12 +39,13 @@ class BoundedMap(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         item = self._items.get(key)
-        if item is None or item[0] <= self.clock():
+        if item is None or (self.ttl is not None and item[0] <= self.clock()):
             return None
-        try:  # noqa: SIM105 (hot path: cheaper than contextlib.suppress)
-            self._items.move_to_end(key)  # atomic under the GIL; the key may have just been evicted
-        except KeyError:
-            pass
+        if len(self._items) > self._recency_from:  # recency only matters once eviction is near (hot path)
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress)
+                self._items.move_to_end(key)  # atomic under the GIL; the key may have just been evicted
+            except KeyError:
+                pass
         return item[1]
 
     def __setitem__(self, key: K, value: V) -> None:
