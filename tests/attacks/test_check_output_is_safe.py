@@ -20,7 +20,7 @@ from devstack.redis import Redis, start_redis
 from devstack.stack import Stack
 from kong_secrets_backend import cli
 from kong_secrets_backend.cli.check import safe_url, scrub_text
-from tests.attacks.answering_idp import AnsweringIdp, answering_idp, token_body, unsigned_jwt
+from tests.attacks.answering_idp import AnsweringIdp, token_body, unsigned_jwt
 from tests.conftest import assert_no_secrets
 from tests.leak_scan import LEAKS
 
@@ -61,12 +61,6 @@ def redis_server(tmp_path: Path) -> Iterator[Redis]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-def idp() -> Iterator[AnsweringIdp]:
-    with answering_idp() as running:
-        yield running
 
 
 class _HostileGateway(BaseHTTPRequestHandler):

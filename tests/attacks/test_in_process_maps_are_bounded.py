@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from airflow.sdk.definitions.connection import Connection
 
 from kong_secrets_backend.airflow_bridge.connections import ConnectionMemo
@@ -21,16 +19,10 @@ from kong_secrets_backend.tokens import Origin, RefreshPolicy, Token
 from kong_secrets_backend.tokens.broker import TokenBroker
 from kong_secrets_backend.tokens.keeper import MAX_CONNECTIONS as KEEPER_CONNECTIONS
 from kong_secrets_backend.transport.deadline import Deadline
-from tests.attacks.answering_idp import AnsweringIdp, answering_idp
+from tests.attacks.answering_idp import AnsweringIdp
 from tests.attacks.answering_idp import client_flow as flow
 
 WORKING_SET = 10_000
-
-
-@pytest.fixture
-def idp() -> Iterator[AnsweringIdp]:
-    with answering_idp() as running:
-        yield running
 
 
 def token(i: int) -> Token:

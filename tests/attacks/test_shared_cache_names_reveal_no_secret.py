@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.redis import Redis, start_redis
+from devstack.redis import Redis
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.cache import sealing
@@ -26,28 +25,12 @@ from kong_secrets_backend.resolver import Resolution
 from kong_secrets_backend.tokens import Origin, RefreshPolicy
 from kong_secrets_backend.tokens.broker import TokenBroker
 from kong_secrets_backend.transport.deadline import Deadline
-from tests.attacks.answering_idp import AnsweringIdp, answering_idp, client_flow
+from tests.attacks.answering_idp import AnsweringIdp, client_flow
 from tests.leak_scan import LEAKS
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state")
 
 WEAK, OTHER = "password1", "correct-horse-battery-staple"  # a guessable secret, and another one
-
-
-@pytest.fixture
-def idp() -> Iterator[AnsweringIdp]:
-    with answering_idp() as running:
-        yield running
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Redis]:
-    running = start_redis(tmp_path / "redis")
-    LEAKS.plant(running.password)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def flow(idp: AnsweringIdp, secret: str, *, version: str = "7", **block: Any) -> Any:

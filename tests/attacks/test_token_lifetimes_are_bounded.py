@@ -8,39 +8,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from devstack.redis import Redis, start_redis
+from devstack.redis import Redis
 from devstack.stack import Stack
 from kong_secrets_backend import KongSecretsBackend
 from kong_secrets_backend.errors import KongAuthError, SecretFormatError, TokenEndpointError
 from kong_secrets_backend.resolver import Resolution
-from tests.attacks.answering_idp import AnsweringIdp, answering_idp, token_body, unsigned_jwt
+from tests.attacks.answering_idp import AnsweringIdp, token_body, unsigned_jwt
 from tests.leak_scan import LEAKS
 
 pytestmark = pytest.mark.usefixtures("fresh_process_state")
 
 TEN_YEARS = 10 * 365 * 86400
 DAY = 86400
-
-
-@pytest.fixture
-def idp() -> Iterator[AnsweringIdp]:
-    with answering_idp() as running:
-        yield running
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Redis]:
-    running = start_redis(tmp_path / "redis")
-    LEAKS.plant(running.password)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def connection_at(stack: Stack, token_url: str) -> str:
