@@ -66,7 +66,7 @@ class KongSecretsBackend(BaseSecretsBackend):
 
     def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
         """Airflow's own ``get_connection``, minus its per-call signature inspection (hot path); a Kong
-        connection unchanged since the last call is copied rather than parsed again (cache/connections.py)."""
+        connection unchanged since the last call is copied rather than parsed again (airflow_bridge/connections.py)."""
         value = self.get_conn_value(conn_id, team_name)
         if not value:
             return None

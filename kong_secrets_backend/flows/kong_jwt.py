@@ -123,7 +123,7 @@ def parse(block: Mapping[str, Any], *, settings: Settings, version: str | None) 
         ttl = min(ttl, maximum - MAXIMUM_EXPIRATION_MARGIN)
 
     claims = f.json_object("claims")
-    reserved = sorted({claim_name, "exp", "iat", "nbf"} & set(claims))
+    reserved = sorted({claim_name, "exp", "iat", "nbf", "jti"} & set(claims))
     if reserved:
         raise SecretFormatError(f"kong_auth.claims must not set {', '.join(reserved)} (the backend sets them)")
     return KongJwt(

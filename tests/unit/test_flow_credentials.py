@@ -185,6 +185,7 @@ def test_kong_jwt_ttl_is_capped_inside_maximum_expiration() -> None:
         ({"ttl": True}, "ttl must be a number of seconds"),
         ({"maximum_expiration": 5}, "maximum_expiration must be more than"),
         ({"claims": {"exp": 1}}, "claims must not set exp"),
+        ({"claims": {"jti": "fixed"}}, "claims must not set jti"),
         ({"claims": {"iss": "other"}}, "claims must not set iss"),
         ({"claims": ["x"]}, "claims must be a JSON object"),
         ({"key_claim_name": "a b"}, "key_claim_name must be a plain claim name"),
