@@ -382,10 +382,13 @@ def chart(runs: list[Run], png: Path, width: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True)
-    colours = {True: "tab:blue", False: "tab:red"}
-    for run in runs:
-        colour, label = colours[run.fast_masking], f"fast_masking {str(run.fast_masking).lower()}"
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 9), sharex=True)
+    colours = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
+    for n, run in enumerate(runs):
+        colour = colours[n % len(colours)]
+        label = f"fast_masking {str(run.fast_masking).lower()}" + "".join(
+            f", {k} {json.dumps(v)}" for k, v in run.kwargs.items()
+        )
         if run.resolutions:
             xs, ys = zip(*run.resolutions, strict=True)
             top.scatter([x / 60 for x in xs], ys, s=6, alpha=0.25, color=colour)
