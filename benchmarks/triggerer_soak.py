@@ -132,6 +132,15 @@ class Run:
     dag_runs: int = 0
     task_states: dict[str, int] = field(default_factory=dict)  # state -> task instances, at the end
     startup_seconds: float = 0.0
+    secrets_section: str = "workers"  # where the backend is configured; "secrets" reaches the supervisor too
+
+    @property
+    def label(self) -> str:
+        return (
+            f"fast_masking {str(self.fast_masking).lower()}"
+            + "".join(f", {k} {json.dumps(v)}" for k, v in self.kwargs.items())
+            + f", backend in [{self.secrets_section}]"
+        )
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Run:
@@ -249,10 +258,11 @@ def soak(
     delay: float,
     interval: float,
     kwargs: dict[str, Any],
+    secrets_section: str = "workers",
 ) -> Run:
     from devstack.deployment import start_deployment
 
-    run = Run(fast_masking, minutes, tasks, delay, interval, dict(kwargs))
+    run = Run(fast_masking, minutes, tasks, delay, interval, dict(kwargs), secrets_section=secrets_section)
     workdir.mkdir(parents=True, exist_ok=True)
     dag_file = workdir / f"{DAG_ID}.py"
     dag_file.write_text(
@@ -266,7 +276,7 @@ def soak(
         stack,
         workdir / "deployment",
         executor="local",
-        secrets_section="workers",
+        secrets_section=secrets_section,
         backend_kwargs=stack.backend_kwargs(**kwargs, fast_masking=fast_masking),
         dags=[dag_file],
         extra_env=LOGGING,
@@ -348,9 +358,8 @@ def _fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
 
 def table(run: Run, width: float) -> str:
     states = ", ".join(f"{n} {state}" for state, n in sorted(run.task_states.items()))
-    extra = "".join(f", {k} {json.dumps(v)}" for k, v in run.kwargs.items())
     lines = [
-        f"fast_masking {str(run.fast_masking).lower()}{extra}: {run.minutes:g} min, "
+        f"{run.label}: {run.minutes:g} min, "
         f"a run of {run.tasks} deferrable tasks every {run.interval:g} s (up to {MAX_ACTIVE_RUNS} at once), "
         f"the API answering after {run.delay:g} s; "
         f"{len(run.resolutions)} resolutions and {len(run.mints)} mints in the triggerer; {run.dag_runs} DAG runs, "
@@ -386,9 +395,7 @@ def chart(runs: list[Run], png: Path, width: float) -> None:
     colours = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
     for n, run in enumerate(runs):
         colour = colours[n % len(colours)]
-        label = f"fast_masking {str(run.fast_masking).lower()}" + "".join(
-            f", {k} {json.dumps(v)}" for k, v in run.kwargs.items()
-        )
+        label = run.label
         if run.resolutions:
             xs, ys = zip(*run.resolutions, strict=True)
             top.scatter([x / 60 for x in xs], ys, s=6, alpha=0.25, color=colour)
@@ -430,6 +437,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--kwargs", type=json.loads, default={}, help="more backend kwargs, JSON: '{\"traceparent\": false}'"
     )
+    parser.add_argument(
+        "--secrets-section",
+        choices=("workers", "secrets"),
+        default="workers",
+        help="where the backend is configured: [workers] only (the triggerer's supervisor does not build it) or "
+        "[secrets] (every process builds it, the supervisor too)",
+    )
     parser.add_argument("--bucket", type=float, default=30.0, help="seconds per table row (default 30)")
     parser.add_argument("--png", type=Path, default=DEFAULT_PNG)
     parser.add_argument("--save", type=Path, help="directory for each mode's samples (JSON)")
@@ -461,11 +475,13 @@ def main(argv: list[str] | None = None) -> None:
                     delay=args.delay,
                     interval=args.interval,
                     kwargs=args.kwargs,
+                    secrets_section=args.secrets_section,
                 )
                 runs.append(run)
                 if args.save:
                     args.save.mkdir(parents=True, exist_ok=True)
                     suffix = "".join(f"-{k}-{json.dumps(v)}" for k, v in args.kwargs.items())
+                    suffix += "-secrets-section" if args.secrets_section == "secrets" else ""
                     path = args.save / f"triggerer-soak-{str(fast).lower()}{suffix}.json"
                     path.write_text(json.dumps(asdict(run)))
                 print(table(run, args.bucket), flush=True)

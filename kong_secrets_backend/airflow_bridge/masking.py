@@ -71,9 +71,18 @@ _fast = _FastMasking()
 
 
 def configure(*, fast_masking: bool) -> None:
-    """Apply the backend kwarg ``fast_masking``. Off wins: once off, the process keeps Airflow's masker as is
-    (an index already installed is taken out again, its values turned back into regex alternatives)."""
+    """Apply the backend kwarg ``fast_masking``. On: the index goes into this process's masker now, not at the
+    first value the backend registers, because Airflow builds the backend in every process, supervisors included,
+    and a supervisor (the triggerer's above all) registers every value its children mask without ever resolving a
+    connection itself. Off wins: once off, the process keeps Airflow's masker as is (an index already installed is
+    taken out again, its values turned back into regex alternatives)."""
     if fast_masking:
+        try:
+            masker = _masker()
+            if masker is not None:
+                _ensure_index(masker)
+        except Exception:  # never fail the backend's construction (it runs while Airflow is being imported)
+            log.debug("could not add the token index to the secrets masker yet", exc_info=True)
         return
     with _fast.lock:
         _fast.enabled = False

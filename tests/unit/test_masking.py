@@ -138,6 +138,19 @@ def test_every_live_token_and_credential_stays_masked_raw_and_url_encoded_after_
     )
 
 
+def test_building_the_backend_gives_its_processs_masker_the_index_before_it_registers_anything(
+    fresh_masking: Any,
+) -> None:
+    """A supervisor (the triggerer's main process) builds the backend but never resolves: it only registers what
+    its children mask, so the index must be in place as soon as the backend exists."""
+    assert not masking_index.is_installed(fresh_masking)
+    KongSecretsBackend(**VAULT)
+    assert masking.fast_masking_active()
+    for n in range(200):  # values a child sends to its supervisor: not one regex alternative each
+        masking._masker()(f"conn-extra-{n:04d}-" + "x" * 40)  # type: ignore[misc]
+    assert regex_alternatives(fresh_masking) == 0
+
+
 def test_fast_masking_false_leaves_airflows_masker_as_it_is(fresh_masking: Any) -> None:
     masker = fresh_masking
     masker_class = type(masker)
