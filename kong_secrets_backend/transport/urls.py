@@ -4,13 +4,17 @@ backend setting ``allow_insecure_http`` says so)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from kong_secrets_backend.errors import SecretFormatError
 
-if TYPE_CHECKING:
-    from kong_secrets_backend.settings import Settings
+
+class EndpointPolicy(Protocol):
+    """What the endpoint policy reads of the backend settings (``settings.Settings`` has it)."""
+
+    @property
+    def allow_insecure_http(self) -> bool: ...
 
 
 def is_loopback(host: str) -> bool:
@@ -22,7 +26,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_endpoint_url(url: object, *, field_name: str, settings: Settings) -> str:
+def check_endpoint_url(url: object, *, field_name: str, settings: EndpointPolicy) -> str:
     """Return url if a credential may be posted to it: https (http only on loopback or when allowed), no userinfo."""
     if not isinstance(url, str) or not url:
         raise SecretFormatError(f"kong_auth.{field_name} must be a non-empty URL string")
