@@ -116,26 +116,22 @@ class Resolver:
     ) -> tuple[tuple[str, ...], KongConnection]:
         """The connection as this task uses it: with the task's scope (``task_scopes``), which gives it tokens of
         its own; tasks whose scopes are equal as sets share them, across processes and hosts."""
-        if not conn.auth.task_scopes:
+        scope = _own_scope(conn, task)
+        if scope is None:
             return key, conn
-        scope = scope_set(conn.auth.scope_for(task))
-        if scope == scope_set(getattr(conn.credential, "scope", None)):
-            return key, conn
-        scoped_key = (*key, "scope", " ".join(sorted(scope)))
+        scoped_key = (*key, "scope", scope)
         memo = self.runtime.scoped.get(scoped_key)
         if memo is not None and memo[0] is conn:  # the keeper may hold a newer one (a refused credential re-read)
             return scoped_key, self.runtime.keeper.last(scoped_key) or memo[1]
-        scoped = self._with_scope(conn, " ".join(sorted(scope)))
+        scoped = self._with_scope(conn, scope)
         self.runtime.keeper.adopt(scoped_key, scoped)  # a rotation of the connection rotates its variants too
         self.runtime.scoped[scoped_key] = (conn, scoped)
         return scoped_key, scoped
 
     def as_task_uses_it(self, conn: KongConnection, task: TaskIdentity | None) -> KongConnection:
         """A freshly read version of the connection with the task's scope, for the token keeper."""
-        scope = conn.auth.scope_for(task) if conn.auth.task_scopes else None
-        if scope is None or scope_set(scope) == scope_set(getattr(conn.credential, "scope", None)):
-            return conn
-        return self._with_scope(conn, " ".join(sorted(scope_set(scope))))
+        scope = _own_scope(conn, task)
+        return conn if scope is None else self._with_scope(conn, scope)
 
     def _with_scope(self, conn: KongConnection, scope: str) -> KongConnection:
         rt = self.runtime
@@ -305,6 +301,16 @@ class _Reader:
             return None
         found.check_access(self.conn_id, self.task)
         return self.resolver.as_task_uses_it(found, self.task)
+
+
+def _own_scope(conn: KongConnection, task: TaskIdentity | None) -> str | None:
+    """The task's scope (task_scopes), normalised, when it differs as a set from the block's; else None."""
+    if not conn.auth.task_scopes:
+        return None
+    scope = scope_set(conn.auth.scope_for(task))
+    if scope == scope_set(getattr(conn.credential, "scope", None)):
+        return None
+    return " ".join(sorted(scope))
 
 
 def _value_field(record: SecretRecord | None) -> str | None:
