@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
 
 import devstack.airflow  # noqa: E402
 from devstack.moto import SECRET_ACCESS_KEY, Moto, start_moto  # noqa: E402
+from devstack.redis import Redis, start_redis  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
 from kong_secrets_backend.airflow_bridge import masking  # noqa: E402
 from kong_secrets_backend.state import PROCESS, reset_runtimes  # noqa: E402
@@ -121,3 +122,14 @@ def assert_no_secrets(text: str, planted: list[str]) -> None:
     LEAKS.plant(*planted)
     leaked = [f"{s[:4]}..." for s in planted if s and s in text]
     assert not leaked, f"planted secrets leaked into output: {leaked}"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Redis]:
+    """A password-protected redis-server on a free loopback port; its password is planted for the leak scan."""
+    running = start_redis(tmp_path / "redis")
+    LEAKS.plant(running.password)
+    try:
+        yield running
+    finally:
+        running.stop()
